@@ -1,0 +1,12 @@
+"""Keras layers of Mask R-CNN: explicit arguments, serialisable, no Config."""
+
+from mrcnn_tf.layers.common import PADDING_CLASS_ID
+from mrcnn_tf.layers.detection import DetectionLayer
+from mrcnn_tf.layers.detection_target import DetectionTargetLayer
+from mrcnn_tf.layers.plumbing import (MergeRoiBatch, MetaField, NormalizeBoxes, PyramidAnchors,
+                                      SplitRoiBatch)
+from mrcnn_tf.layers.proposal import ProposalLayer
+from mrcnn_tf.layers.pyramid_roi_align import PyramidROIAlign
+
+__all__ = ["PADDING_CLASS_ID", "DetectionLayer", "DetectionTargetLayer", "MergeRoiBatch",
+           "MetaField", "NormalizeBoxes", "PyramidAnchors", "ProposalLayer", "PyramidROIAlign", "SplitRoiBatch"]

@@ -1,0 +1,72 @@
+"""DetectionLayer: refined, per-class NMS-filtered final detections."""
+
+import keras
+import tensorflow as tf
+
+from mrcnn_tf.layers.common import (check_fraction, check_positive_int, check_std_dev,
+                                    map_over_batch, nonzero_rows, pad_rows)
+from mrcnn_tf.ops.boxes import box_area, clip_boxes, decode_boxes
+from mrcnn_tf.ops.nms import batched_nms
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class DetectionLayer(keras.layers.Layer):
+    """Final detections from the class/box head.
+
+    Every (RoI, foreground class) pair scoring at least ``min_confidence``
+    is a candidate, its box refined by that class's deltas and clipped to
+    the image window; NMS runs per class and the best ``max_detections``
+    survive (detectron2's rule: one RoI may yield several classes).
+
+    Inputs (a list):
+        rois: float [B, N, (y1, x1, y2, x2)] normalised; zero rows are padding.
+        class_probs: float [B, N, K] softmax over classes (0 = background).
+        bbox_deltas: float [B, N, K, (dy, dx, log(dh), log(dw))] / bbox_std_dev.
+        window: float [B, (y1, x1, y2, x2)] normalised, the real image area.
+    Output:
+        float32 [B, max_detections, (y1, x1, y2, x2, class_id, score)],
+        boxes normalised, best first; rows with score 0 are padding.
+    """
+
+    def __init__(self, max_detections, min_confidence=0.7, nms_threshold=0.3,
+                 bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+        super().__init__(**kwargs)
+        self.max_detections = check_positive_int(max_detections, "max_detections")
+        self.min_confidence = check_fraction(min_confidence, "min_confidence")
+        self.nms_threshold = check_fraction(nms_threshold, "nms_threshold")
+        self.bbox_std_dev = check_std_dev(bbox_std_dev, "bbox_std_dev")
+
+    def call(self, inputs):
+        rois, class_probs, bbox_deltas, window = inputs
+        elems = (tf.cast(rois, tf.float32), tf.cast(class_probs, tf.float32),
+                 tf.cast(bbox_deltas, tf.float32), tf.cast(window, tf.float32))
+        signature = tf.TensorSpec([self.max_detections, 6], tf.float32)
+        return map_over_batch(self._detect_image, elems, signature)
+
+    def _detect_image(self, args):
+        rois, class_probs, bbox_deltas, window = args
+        num_classes = tf.shape(class_probs)[1]
+        # Foreground classes only: background is never a detection.
+        boxes = decode_boxes(rois[:, None, :], bbox_deltas[:, 1:], self.bbox_std_dev)
+        boxes = clip_boxes(boxes, window)
+        scores = class_probs[:, 1:]
+        class_ids = tf.broadcast_to(tf.range(1, num_classes)[None, :], tf.shape(scores))
+
+        candidate = ((scores >= self.min_confidence) & (box_area(boxes) > 0.0)
+                     & nonzero_rows(rois)[:, None])
+        boxes = tf.boolean_mask(boxes, candidate)
+        scores = tf.boolean_mask(scores, candidate)
+        class_ids = tf.boolean_mask(class_ids, candidate)
+        keep = batched_nms(boxes, scores, class_ids, self.max_detections, self.nms_threshold)
+        detections = tf.concat([tf.gather(boxes, keep),
+                                tf.cast(tf.gather(class_ids, keep), tf.float32)[:, None],
+                                tf.gather(scores, keep)[:, None]], axis=1)
+        return pad_rows(detections, self.max_detections)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], self.max_detections, 6)
+
+    def get_config(self):
+        return {**super().get_config(), "max_detections": self.max_detections,
+                "min_confidence": self.min_confidence, "nms_threshold": self.nms_threshold,
+                "bbox_std_dev": list(self.bbox_std_dev)}

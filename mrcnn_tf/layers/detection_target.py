@@ -1,0 +1,123 @@
+"""DetectionTargetLayer: sample RoIs from proposals and build the head targets."""
+
+import keras
+import tensorflow as tf
+
+from mrcnn_tf.layers.common import (PADDING_CLASS_ID, check_fraction, check_positive_int,
+                                    check_std_dev, map_over_batch, nonzero_rows, pad_rows)
+from mrcnn_tf.ops.boxes import box_iou, encode_boxes
+from mrcnn_tf.ops.roi_align import roi_align_unchecked
+
+# A negative RoI must overlap every crowd region less than this (matterport's rule):
+# a crowd region is ground truth that must be neither matched nor called background.
+CROWD_IOU_THRESHOLD = 0.001
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class DetectionTargetLayer(keras.layers.Layer):
+    """Samples training RoIs and computes their class, box and mask targets.
+
+    Per image, the ground-truth boxes are added to the proposals (so the
+    heads see positives from the first step), then up to
+    ``round(rois_per_image * positive_ratio)`` positives (IoU >= positive_iou
+    with a non-crowd box) are drawn at random and the rest filled with
+    negatives (IoU < positive_iou, and < 0.001 with every crowd box).
+
+    Inputs (a list):
+        proposals: float [B, P, (y1, x1, y2, x2)] normalised; zero rows are padding.
+        gt_class_ids: int [B, G]; 0 is padding, negative ids are crowd regions.
+        gt_boxes: float [B, G, (y1, x1, y2, x2)] normalised.
+        gt_masks: bool/float [B, mh, mw, G]: full-image masks, or with
+            ``use_mini_mask`` each mask resized into its own box.
+    Outputs (a list):
+        rois: float32 [B, T, 4] normalised, positives first; zero rows are padding.
+        target_class_ids: int32 [B, T]; 0 background, PADDING_CLASS_ID padding.
+        target_deltas: float32 [B, T, 4] box deltas / bbox_std_dev (0 for non-positives).
+        target_masks: float32 [B, T, mask_h, mask_w] in {0, 1} (0 for non-positives).
+    """
+
+    def __init__(self, rois_per_image, positive_ratio=0.33, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
+                 mask_shape=(28, 28), use_mini_mask=True, positive_iou=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.rois_per_image = check_positive_int(rois_per_image, "rois_per_image")
+        self.positive_ratio = check_fraction(positive_ratio, "positive_ratio")
+        self.bbox_std_dev = check_std_dev(bbox_std_dev, "bbox_std_dev")
+        self.mask_shape = tuple(check_positive_int(v, "mask_shape") for v in mask_shape)
+        self.use_mini_mask = bool(use_mini_mask)
+        self.positive_iou = check_fraction(positive_iou, "positive_iou")
+
+    def call(self, inputs):
+        proposals, gt_class_ids, gt_boxes, gt_masks = inputs
+        elems = (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
+                 tf.cast(gt_boxes, tf.float32),
+                 tf.transpose(tf.cast(gt_masks, tf.float32), [0, 3, 1, 2]))
+        t, (mh, mw) = self.rois_per_image, self.mask_shape
+        signature = (tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([t], tf.int32),
+                     tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([t, mh, mw], tf.float32))
+        return list(map_over_batch(self._sample_image, elems, signature))
+
+    def _sample_image(self, args):
+        proposals, gt_class_ids, gt_boxes, gt_masks = args
+        proposals = tf.boolean_mask(proposals, nonzero_rows(proposals))
+        real = tf.not_equal(gt_class_ids, 0) & nonzero_rows(gt_boxes)
+        is_crowd = gt_class_ids < 0
+        object_index = tf.where(real & ~is_crowd)[:, 0]
+        gt_class_ids = tf.gather(gt_class_ids, object_index)
+        crowd_boxes = tf.boolean_mask(gt_boxes, real & is_crowd)
+        gt_boxes = tf.gather(gt_boxes, object_index)
+        gt_masks = tf.gather(gt_masks, object_index)
+        candidates = tf.concat([proposals, gt_boxes], axis=0)
+
+        # A zero column keeps the max defined when there is no ground truth.
+        overlaps = box_iou(candidates, gt_boxes)
+        best_iou = tf.reduce_max(tf.pad(overlaps, [[0, 0], [0, 1]]), axis=1)
+        crowd_iou = tf.reduce_max(tf.pad(box_iou(candidates, crowd_boxes), [[0, 0], [0, 1]]), axis=1)
+        positive = tf.where(best_iou >= self.positive_iou)[:, 0]
+        negative = tf.where((best_iou < self.positive_iou) & (crowd_iou < CROWD_IOU_THRESHOLD))[:, 0]
+
+        max_positives = int(round(self.rois_per_image * self.positive_ratio))
+        positive = tf.random.shuffle(positive)[:max_positives]
+        negative = tf.random.shuffle(negative)[:self.rois_per_image - tf.shape(positive)[0]]
+        positive_rois = tf.gather(candidates, positive)
+        negative_rois = tf.gather(candidates, negative)
+
+        assigned = tf.argmax(tf.gather(overlaps, positive), axis=1, output_type=tf.int32)
+        assigned_boxes = tf.gather(gt_boxes, assigned)
+        deltas = encode_boxes(positive_rois, assigned_boxes, self.bbox_std_dev)
+        masks = self._mask_targets(positive_rois, assigned_boxes, assigned, gt_masks)
+
+        t = self.rois_per_image
+        num_negative = tf.shape(negative_rois)[0]
+        rois = pad_rows(tf.concat([positive_rois, negative_rois], axis=0), t)
+        class_ids = tf.concat([tf.gather(gt_class_ids, assigned),
+                               tf.zeros([num_negative], tf.int32)], axis=0)
+        class_ids = pad_rows(class_ids, t, PADDING_CLASS_ID)
+        return rois, class_ids, pad_rows(deltas, t), pad_rows(masks, t)
+
+    def _mask_targets(self, rois, assigned_boxes, assigned, gt_masks):
+        """Crop each positive's ground-truth mask to the RoI, RoIAlign geometry.
+
+        rois, assigned_boxes: [n, 4] normalised; assigned: int32 [n];
+        gt_masks: [G, mh, mw]. Returns float32 [n, mask_h, mask_w] in {0, 1}.
+        """
+        mask_hw = tf.cast(tf.shape(gt_masks)[1:3], tf.float32)
+        if self.use_mini_mask:
+            # A mini mask spans its own box: express the RoI in that frame.
+            gy1, gx1, gy2, gx2 = tf.unstack(assigned_boxes, 4, axis=1)
+            gh, gw = tf.maximum(gy2 - gy1, 1e-8), tf.maximum(gx2 - gx1, 1e-8)
+            y1, x1, y2, x2 = tf.unstack(rois, 4, axis=1)
+            rois = tf.stack([(y1 - gy1) / gh, (x1 - gx1) / gw, (y2 - gy1) / gh, (x2 - gx1) / gw], 1)
+        boxes_in_mask_px = rois * tf.concat([mask_hw, mask_hw], axis=0)
+        crops = roi_align_unchecked(gt_masks[..., None], boxes_in_mask_px, assigned,
+                                    self.mask_shape[0], self.mask_shape[1], 2)
+        return tf.cast(crops[..., 0] >= 0.5, tf.float32)
+
+    def compute_output_shape(self, input_shapes):
+        b, t, (mh, mw) = input_shapes[0][0], self.rois_per_image, self.mask_shape
+        return [(b, t, 4), (b, t), (b, t, 4), (b, t, mh, mw)]
+
+    def get_config(self):
+        return {**super().get_config(), "rois_per_image": self.rois_per_image,
+                "positive_ratio": self.positive_ratio, "bbox_std_dev": list(self.bbox_std_dev),
+                "mask_shape": list(self.mask_shape), "use_mini_mask": self.use_mini_mask,
+                "positive_iou": self.positive_iou}

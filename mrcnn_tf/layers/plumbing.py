@@ -1,0 +1,127 @@
+"""Small graph-plumbing layers: anchors, image-meta fields, RoI batching.
+
+They exist so the functional graph needs no ``Lambda`` closures and
+serialises with ``get_config``.
+"""
+
+import keras
+import tensorflow as tf
+
+from mrcnn_tf.layers.common import check_positive_int
+from mrcnn_tf.ops.anchors import generate_pyramid_anchors
+
+# Column ranges of the image-meta vector (docs/CONTRACTS.md).
+META_FIELDS = {
+    "image_id": (0, 1),
+    "original_image_shape": (1, 4),
+    "image_shape": (4, 7),
+    "window": (7, 11),
+    "scale": (11, 12),
+    "active_class_ids": (12, None),
+}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class PyramidAnchors(keras.layers.Layer):
+    """Anchors for the actual feature-map sizes, normalised to the image.
+
+    Inputs (a list): the image [B, H, W, C], then one feature map per level.
+    Output: float32 [B, A, (y1, x1, y2, x2)] in the order the RPN head
+    emits its per-anchor outputs. With static shapes TF folds this to a
+    constant, so it costs nothing per step.
+    """
+
+    def __init__(self, scales, ratios, feature_strides, anchor_stride=1, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = tuple(float(s) for s in scales)
+        self.ratios = tuple(float(r) for r in ratios)
+        self.feature_strides = tuple(int(s) for s in feature_strides)
+        self.anchor_stride = check_positive_int(anchor_stride, "anchor_stride")
+
+    def call(self, inputs):
+        image, *feature_maps = inputs
+        shapes = [tf.shape(f)[1:3] for f in feature_maps]
+        anchors = generate_pyramid_anchors(self.scales, self.ratios, shapes,
+                                           self.feature_strides, self.anchor_stride)
+        hw = tf.cast(tf.shape(image)[1:3], tf.float32)
+        anchors = anchors / tf.concat([hw, hw], axis=0)
+        return tf.tile(anchors[None], [tf.shape(image)[0], 1, 1])
+
+    def get_config(self):
+        return {**super().get_config(), "scales": list(self.scales), "ratios": list(self.ratios),
+                "feature_strides": list(self.feature_strides), "anchor_stride": self.anchor_stride}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class MetaField(keras.layers.Layer):
+    """One field of the image-meta vector: [B, META_SIZE] -> [B, width].
+
+    ``window`` can be returned normalised by the molded image shape.
+    """
+
+    def __init__(self, field, normalized=False, **kwargs):
+        super().__init__(**kwargs)
+        if field not in META_FIELDS:
+            raise ValueError(f"field must be one of {sorted(META_FIELDS)}, got {field!r}")
+        self.field = field
+        self.normalized = bool(normalized)
+
+    def call(self, image_meta):
+        start, end = META_FIELDS[self.field]
+        value = tf.cast(image_meta[:, start:end], tf.float32)
+        if self.normalized:
+            hw = image_meta[:, 4:6]
+            value = value / tf.cast(tf.concat([hw, hw], axis=1), tf.float32)
+        return value
+
+    def get_config(self):
+        return {**super().get_config(), "field": self.field, "normalized": self.normalized}
+
+
+def _trailing_dims(tensor, start):
+    """Dims from ``start`` on: static where known (conv layers need them)."""
+    dynamic = tf.shape(tensor)
+    return [dim if dim is not None else dynamic[i]
+            for i, dim in enumerate(tensor.shape[start:], start)]
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class MergeRoiBatch(keras.layers.Layer):
+    """[B, N, ...] -> [B * N, ...], so per-RoI heads are plain conv layers.
+
+    (``TimeDistributed`` in Keras 3 loops in Python over the N RoIs.)
+    """
+
+    def call(self, rois):
+        return tf.reshape(rois, [-1, *_trailing_dims(rois, 2)])
+
+    def compute_output_shape(self, input_shape):
+        return (None, *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class SplitRoiBatch(keras.layers.Layer):
+    """[B * N, ...] -> [B, N, ...], the inverse of :class:`MergeRoiBatch`."""
+
+    def __init__(self, rois_per_image, **kwargs):
+        super().__init__(**kwargs)
+        self.rois_per_image = check_positive_int(rois_per_image, "rois_per_image")
+
+    def call(self, flat):
+        return tf.reshape(flat, [-1, self.rois_per_image, *_trailing_dims(flat, 1)])
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.rois_per_image, *input_shape[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "rois_per_image": self.rois_per_image}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class NormalizeBoxes(keras.layers.Layer):
+    """Pixel boxes [B, N, 4] -> boxes normalised by the image shape [B, >=2]."""
+
+    def call(self, inputs):
+        boxes_px, image_shape = inputs
+        hw = tf.cast(image_shape[:, :2], tf.float32)
+        return tf.cast(boxes_px, tf.float32) / tf.concat([hw, hw], axis=1)[:, None, :]

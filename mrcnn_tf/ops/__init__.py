@@ -1,0 +1,6 @@
+"""Pure TensorFlow operations of Mask R-CNN. They never read a Config."""
+
+from mrcnn_tf.ops import anchors, boxes, nms
+from mrcnn_tf.ops.roi_align import fpn_level, roi_align
+
+__all__ = ["anchors", "boxes", "nms", "roi_align", "fpn_level"]
