@@ -1,0 +1,402 @@
+"""Configuration: matterport-style upper-case attributes, subclassed per dataset.
+
+    class ShapesConfig(Config):
+        NAME = "shapes"
+        NUM_CLASSES = 4          # background + 3 shapes
+        IMAGE_MIN_DIM = IMAGE_MAX_DIM = 128
+
+    config = ShapesConfig(IMAGES_PER_GPU=1)   # copies, overrides, validates
+
+Unlike matterport, every instance owns copies of its values (sequences as
+tuples, LOSS_WEIGHTS as a fresh dict), and derived values (BATCH_SIZE,
+IMAGE_SHAPE, IMAGE_META_SIZE) are properties, so they follow later edits.
+Each attribute's description is its `#:` comment (Sphinx's convention), which
+`Config.describe()` reads for the README's configuration reference.
+"""
+
+import difflib
+import inspect
+import json
+import math
+import numbers
+import re
+import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import numpy as np
+
+BACKBONES = ("resnet50", "resnet101", "small")
+RESIZE_MODES = ("none", "square", "pad64", "crop")
+HEAD_NORMS = ("batch", "group", "none")
+MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
+              "mrcnn_mask_loss")
+# Read-only, so the class default cannot be edited by mistake.
+DEFAULT_LOSS_WEIGHTS = MappingProxyType({name: 1.0 for name in LOSS_NAMES})
+# P6 has stride 64, so a fixed molded side must divide by 64 for the FPN levels to align.
+SIZE_MULTIPLE = 64
+
+
+def _batch_size(c):
+    return c.IMAGES_PER_GPU * c.GPU_COUNT
+
+
+def _image_shape(c):
+    side = c.IMAGE_MIN_DIM if c.IMAGE_RESIZE_MODE == "crop" else c.IMAGE_MAX_DIM
+    if side is None:  # 'none'/'pad64' without IMAGE_MAX_DIM: the molded size varies
+        return np.array([None, None, c.IMAGE_CHANNEL_COUNT], dtype=object)
+    return np.array([side, side, c.IMAGE_CHANNEL_COUNT], dtype=np.int64)
+
+
+def _image_meta_size(c):
+    # id, original shape, molded shape, window, scale, active class ids (docs/CONTRACTS.md)
+    return 1 + 3 + 3 + 4 + 1 + c.NUM_CLASSES
+
+
+# Derived, read-only values: name -> (function of a config or config class, description).
+DERIVED = {
+    "BATCH_SIZE": (_batch_size, "Read-only: IMAGES_PER_GPU * GPU_COUNT."),
+    "IMAGE_SHAPE": (_image_shape, "Read-only: molded image [h, w, channels], int array "
+                                  "(sides None when 'none'/'pad64' has no IMAGE_MAX_DIM)."),
+    "IMAGE_META_SIZE": (_image_meta_size, "Read-only: length of the image meta vector."),
+}
+
+
+def _freeze(value):
+    """Copy `value` so no instance shares it: sequences -> tuples, mappings -> dicts."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _jsonable(name, value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(name, v) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _jsonable(name, v) for k, v in value.items()}
+    raise TypeError(f"{name} = {value!r} cannot be stored as JSON")
+
+
+def _qualified_name(fn):
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    return f"{module}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+
+def _unknown(name, known):
+    match = difflib.get_close_matches(str(name).upper(), known, n=1)
+    return f"unknown Config attribute {name!r}" + (f"; did you mean {match[0]!r}?" if match else "")
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v):  # finite, so NaN cannot slip through a range check
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_int(name, v, minimum):
+    if not _is_int(v) or v < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
+
+
+def _check_real(name, v, low, high=math.inf, low_open=False):
+    if not (_is_real(v) and (v > low if low_open else v >= low) and v <= high):
+        bounds = f"{'(' if low_open else '['}{low}, {high}]"
+        raise ValueError(f"{name} must be a number in {bounds}, got {v!r}")
+
+
+def _check_seq(name, v, item, kind, length=None):
+    if not (isinstance(v, tuple) and len(v) > 0 and all(item(x) and x > 0 for x in v)
+            and (length is None or len(v) == length)):
+        count = f"{length} " if length else "a non-empty sequence of "
+        raise ValueError(f"{name} must be {count}positive {kind}, got {v!r}")
+
+
+def _check_choice(name, v, choices):
+    if not ((v is None or isinstance(v, str)) and v in choices):
+        raise ValueError(f"{name} must be one of {choices}, got {v!r}")
+
+
+_POSITIVE_INTS = (
+    "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH", "VALIDATION_STEPS",
+    "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE", "MASK_HEAD_CHANNELS",
+    "RPN_ANCHOR_STRIDE", "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
+    "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "IMAGE_CHANNEL_COUNT",
+    "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE", "MAX_GT_INSTANCES",
+    "DETECTION_MAX_INSTANCES")
+_UNIT_INTERVAL = ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
+                  "LEARNING_MOMENTUM")
+_BOOLS = ("USE_MINI_MASK", "TRAIN_BN", "FILTER_EMPTY_IMAGES", "JIT_COMPILE")
+
+
+class Config:
+    """Base configuration; subclass it and override the class attributes.
+
+    `Config(**overrides)` copies every attribute onto the instance, applies
+    the overrides and calls `validate()`. Upper-case names a subclass adds are
+    kept as extra settings (copied and serialised, not validated).
+    """
+
+    NAME = "mrcnn"  #: Name of the configuration; used in log and checkpoint names.
+    GPU_COUNT = 1  #: Number of replicas (GPUs) to train on.
+    IMAGES_PER_GPU = 2  #: Images per replica per step.
+    STEPS_PER_EPOCH = 1000  #: Training steps per epoch.
+    VALIDATION_STEPS = 50  #: Validation steps at the end of each epoch.
+    BACKBONE = "resnet101"  #: 'resnet50', 'resnet101', 'small' or a callable -> [C2..C5].
+    BACKBONE_STRIDES = (4, 8, 16, 32, 64)  #: Stride of each pyramid level P2..P6, in pixels.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024  #: Width of the two fully connected layers of the box head.
+    TOP_DOWN_PYRAMID_SIZE = 256  #: Channels of the FPN feature maps.
+    MASK_HEAD_CHANNELS = 256  #: Channels of the mask head's convolutions.
+    HEAD_NORM = "batch"  #: Normalisation in the heads: 'batch', 'group' or 'none'.
+    NUM_CLASSES = 81  #: Number of classes, including the background (class 0).
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)  #: Anchor side in pixels, one per pyramid level.
+    RPN_ANCHOR_RATIOS = (0.5, 1, 2)  #: Anchor width / height ratios at every position.
+    RPN_ANCHOR_STRIDE = 1  #: Anchors at every n-th feature map cell.
+    RPN_NMS_THRESHOLD = 0.7  #: IoU threshold of the NMS over RPN proposals.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256  #: Anchors sampled per image for the RPN losses.
+    PRE_NMS_LIMIT = 6000  #: Top-scoring anchors kept before the proposal NMS.
+    POST_NMS_ROIS_TRAINING = 2000  #: Proposals kept after NMS when training.
+    POST_NMS_ROIS_INFERENCE = 1000  #: Proposals kept after NMS at inference.
+    USE_MINI_MASK = True  #: Store ground-truth masks cropped to their box and resized.
+    MINI_MASK_SHAPE = (56, 56)  #: (height, width) of a mini mask.
+    IMAGE_RESIZE_MODE = "square"  #: 'none', 'square', 'pad64' or 'crop'; how images are molded.
+    IMAGE_MIN_DIM = 800  #: Short side is scaled up to at least this; crop size in 'crop' mode.
+    IMAGE_MAX_DIM = 1024  #: Long side is scaled down to at most this; side in 'square' mode.
+    IMAGE_MIN_SCALE = 0  #: Minimum scale factor applied after IMAGE_MIN_DIM (0: none).
+    IMAGE_CHANNEL_COUNT = 3  #: Channels of the input images.
+    MEAN_PIXEL = (123.7, 116.8, 103.9)  #: Per-channel mean subtracted from the images.
+    TRAIN_ROIS_PER_IMAGE = 200  #: RoIs sampled per image for the box and mask heads.
+    ROI_POSITIVE_RATIO = 0.33  #: Fraction of the sampled RoIs that are positive.
+    POOL_SIZE = 7  #: RoIAlign output side for the box head.
+    MASK_POOL_SIZE = 14  #: RoIAlign output side for the mask head.
+    MASK_SHAPE = (28, 28)  #: (height, width) of the predicted masks: twice MASK_POOL_SIZE.
+    MAX_GT_INSTANCES = 100  #: Ground-truth instances kept per image.
+    RPN_BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  #: Divisors of the RPN box deltas (dy, dx, dh, dw).
+    BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  #: Divisors of the head's box deltas (dy, dx, dh, dw).
+    DETECTION_MAX_INSTANCES = 100  #: Detections returned per image.
+    DETECTION_MIN_CONFIDENCE = 0.7  #: Detections scoring below this are dropped.
+    DETECTION_NMS_THRESHOLD = 0.3  #: IoU threshold of the per-class detection NMS.
+    LEARNING_RATE = 0.001  #: SGD learning rate.
+    LEARNING_MOMENTUM = 0.9  #: SGD momentum.
+    WEIGHT_DECAY = 0.0001  #: L2 regularisation factor of the weights.
+    LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS  #: Weight of each of the five losses; missing: 1.0.
+    TRAIN_BN = False  #: Train the backbone's batch-normalisation layers (False: frozen).
+    GRADIENT_CLIP_NORM = 5.0  #: Clip gradients to this global norm; None: no clipping.
+    FILTER_EMPTY_IMAGES = False  #: Skip training images without instances.
+    MIXED_PRECISION = None  #: Keras dtype policy: None, 'mixed_float16' or 'mixed_bfloat16'.
+    JIT_COMPILE = False  #: Compile the training step with XLA.
+
+    BATCH_SIZE = property(_batch_size, doc=DERIVED["BATCH_SIZE"][1])
+    IMAGE_SHAPE = property(_image_shape, doc=DERIVED["IMAGE_SHAPE"][1])
+    IMAGE_META_SIZE = property(_image_meta_size, doc=DERIVED["IMAGE_META_SIZE"][1])
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, value in vars(cls).items():
+            if name in DERIVED and not isinstance(value, property):
+                raise TypeError(f"{cls.__name__}.{name} is derived ({DERIVED[name][1]}); "
+                                "set the attributes it is computed from instead")
+            if not name.isupper() or name in ATTRIBUTES or name in DERIVED:
+                continue
+            match = difflib.get_close_matches(name, ATTRIBUTES, n=1, cutoff=0.85)
+            if match:
+                # A typo would otherwise silently become an unused extra setting.
+                warnings.warn(f"{cls.__name__}.{name} is not a Config attribute (did you mean "
+                              f"{match[0]!r}?); it is kept as an extra setting", stacklevel=2)
+
+    def __init__(self, **overrides):
+        settable = self._settable_names()
+        for name in overrides:
+            if name in DERIVED:
+                raise ValueError(f"{name} is derived ({DERIVED[name][1]}) and cannot be set")
+            if name not in settable:
+                raise ValueError(_unknown(name, settable))
+        for name in settable:  # getattr on the class: a function BACKBONE stays unbound
+            setattr(self, name, overrides.get(name, getattr(type(self), name)))
+        self.validate()
+
+    @classmethod
+    def _settable_names(cls):
+        extras = sorted(n for n in dir(cls) if n.isupper() and not n.startswith("_")
+                        and n not in ATTRIBUTES and n not in DERIVED)
+        return ATTRIBUTES + tuple(extras)
+
+    def __setattr__(self, name, value):
+        # Later edits get the same copying, and a typo fails instead of being ignored.
+        if name in DERIVED:
+            raise AttributeError(f"{name} is derived ({DERIVED[name][1]}) and read-only")
+        if name.isupper() and not name.startswith("_"):
+            settable = self._settable_names()
+            if name not in settable:
+                raise AttributeError(_unknown(name, settable) + "; declare new settings as "
+                                     "class attributes of a Config subclass")
+            value = _freeze(value)
+            if name == "LOSS_WEIGHTS" and isinstance(value, dict):
+                value = {**DEFAULT_LOSS_WEIGHTS, **value}
+        object.__setattr__(self, name, value)
+
+    def validate(self):
+        """Check every attribute; raise ValueError naming the first bad one and its value.
+
+        Called by `__init__`; call it again after editing attributes.
+        """
+        if not isinstance(self.NAME, str) or not self.NAME:
+            raise ValueError(f"NAME must be a non-empty string, got {self.NAME!r}")
+        for name in _POSITIVE_INTS:
+            _check_int(name, getattr(self, name), 1)
+        _check_int("NUM_CLASSES", self.NUM_CLASSES, 2)  # background + at least one class
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in _UNIT_INTERVAL:
+            _check_real(name, getattr(self, name), 0.0, 1.0)
+        _check_real("ROI_POSITIVE_RATIO", self.ROI_POSITIVE_RATIO, 0.0, 1.0, low_open=True)
+        _check_real("LEARNING_RATE", self.LEARNING_RATE, 0.0, low_open=True)
+        _check_real("WEIGHT_DECAY", self.WEIGHT_DECAY, 0.0)
+        if self.GRADIENT_CLIP_NORM is not None:
+            _check_real("GRADIENT_CLIP_NORM", self.GRADIENT_CLIP_NORM, 0.0, low_open=True)
+        if self.IMAGE_MIN_SCALE is not None:
+            _check_real("IMAGE_MIN_SCALE", self.IMAGE_MIN_SCALE, 0.0)
+        _check_choice("HEAD_NORM", self.HEAD_NORM, HEAD_NORMS)
+        _check_choice("MIXED_PRECISION", self.MIXED_PRECISION, MIXED_PRECISION_POLICIES)
+        backbone = self.BACKBONE
+        if not callable(backbone) and not (isinstance(backbone, str) and backbone in BACKBONES):
+            hint = ("; a callable backbone is saved by name only, so pass it again, e.g. "
+                    "Config.from_dict({**d, 'BACKBONE': fn})"
+                    if isinstance(backbone, str) and "." in backbone else "")
+            raise ValueError(f"BACKBONE must be one of {BACKBONES} or a callable, "
+                             f"got {backbone!r}{hint}")
+        self._validate_image_dims()
+        self._validate_sequences()
+        self._validate_loss_weights()
+
+    def _validate_image_dims(self):
+        mode, min_dim, max_dim = self.IMAGE_RESIZE_MODE, self.IMAGE_MIN_DIM, self.IMAGE_MAX_DIM
+        _check_choice("IMAGE_RESIZE_MODE", mode, RESIZE_MODES)
+        for name, value in (("IMAGE_MIN_DIM", min_dim), ("IMAGE_MAX_DIM", max_dim)):
+            if value is not None:
+                _check_int(name, value, 1)
+        # 'square' pads to IMAGE_MAX_DIM and 'crop' cuts IMAGE_MIN_DIM: fixed sides.
+        for name, value, fixed_mode in (("IMAGE_MAX_DIM", max_dim, "square"),
+                                        ("IMAGE_MIN_DIM", min_dim, "crop")):
+            if mode == fixed_mode and (value is None or value % SIZE_MULTIPLE):
+                raise ValueError(f"{name} must be a multiple of {SIZE_MULTIPLE} with "
+                                 f"IMAGE_RESIZE_MODE={mode!r}, got {value!r}")
+        if min_dim is not None and max_dim is not None and min_dim > max_dim:
+            raise ValueError(f"IMAGE_MIN_DIM must be <= IMAGE_MAX_DIM, got IMAGE_MIN_DIM="
+                             f"{min_dim!r} and IMAGE_MAX_DIM={max_dim!r}")
+
+    def _validate_sequences(self):
+        strides = self.BACKBONE_STRIDES
+        _check_seq("BACKBONE_STRIDES", strides, _is_int, "ints")
+        if any(a >= b for a, b in zip(strides, strides[1:])):
+            raise ValueError(f"BACKBONE_STRIDES must be increasing, got {strides!r}")
+        _check_seq("RPN_ANCHOR_SCALES", self.RPN_ANCHOR_SCALES, _is_real, "numbers")
+        if len(self.RPN_ANCHOR_SCALES) != len(strides):
+            raise ValueError(f"RPN_ANCHOR_SCALES needs one scale per level of BACKBONE_STRIDES "
+                             f"{strides!r}, got {self.RPN_ANCHOR_SCALES!r}")
+        _check_seq("RPN_ANCHOR_RATIOS", self.RPN_ANCHOR_RATIOS, _is_real, "numbers")
+        _check_seq("MINI_MASK_SHAPE", self.MINI_MASK_SHAPE, _is_int, "ints", length=2)
+        _check_seq("MASK_SHAPE", self.MASK_SHAPE, _is_int, "ints", length=2)
+        # The mask head upsamples its pooled features once, by 2.
+        if self.MASK_SHAPE != (2 * self.MASK_POOL_SIZE,) * 2:
+            raise ValueError(f"MASK_SHAPE must be 2 * MASK_POOL_SIZE ({self.MASK_POOL_SIZE!r}) "
+                             f"in both dims, got {self.MASK_SHAPE!r}")
+        for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+            _check_seq(name, getattr(self, name), _is_real, "numbers", length=4)
+        mean = self.MEAN_PIXEL
+        if (not isinstance(mean, tuple) or len(mean) != self.IMAGE_CHANNEL_COUNT
+                or not all(_is_real(v) for v in mean)):
+            raise ValueError(f"MEAN_PIXEL must be {self.IMAGE_CHANNEL_COUNT} numbers "
+                             f"(IMAGE_CHANNEL_COUNT), got {mean!r}")
+
+    def _validate_loss_weights(self):
+        weights = self.LOSS_WEIGHTS
+        if not isinstance(weights, Mapping):
+            raise ValueError(f"LOSS_WEIGHTS must be a dict, got {weights!r}")
+        for key in weights:
+            if key not in LOSS_NAMES:
+                raise ValueError(f"LOSS_WEIGHTS has unknown key {key!r}; known: {LOSS_NAMES}")
+        for key in LOSS_NAMES:
+            if key not in weights:
+                raise ValueError(f"LOSS_WEIGHTS is missing key {key!r}")
+            _check_real(f"LOSS_WEIGHTS[{key!r}]", weights[key], 0.0)
+
+    @classmethod
+    def describe(cls):
+        """Rows `(name, default, description)`: the settable attributes, then the derived.
+
+        Defaults are this class's values (derived rows: their value under those
+        defaults); descriptions are the `#:` comments in `Config`'s source.
+        Extra attributes added by subclasses are not listed.
+        """
+        text = dict(re.findall(r"^    ([A-Z][A-Z0-9_]*) = .*  #: (.+)$",
+                               inspect.getsource(Config), flags=re.MULTILINE))
+        rows = [(name, _freeze(getattr(cls, name)), text[name]) for name in ATTRIBUTES]
+        return rows + [(name, fn(cls), doc) for name, (fn, doc) in DERIVED.items()]
+
+    def display(self):
+        """Print every attribute, derived ones included, sorted by name (as matterport)."""
+        print("\nConfigurations:")
+        for name in sorted(self._settable_names() + tuple(DERIVED)):
+            value = getattr(self, name)
+            if name == "BACKBONE" and callable(value):
+                value = _qualified_name(value)
+            print(f"{name:30} {value}")
+        print()
+
+    def __repr__(self):
+        backbone = self.BACKBONE
+        backbone = _qualified_name(backbone) if callable(backbone) else backbone
+        return (f"<{type(self).__name__} NAME={self.NAME!r} NUM_CLASSES={self.NUM_CLASSES!r} "
+                f"BACKBONE={backbone!r} IMAGE_SHAPE={self.IMAGE_SHAPE.tolist()}>")
+
+    def to_dict(self):
+        """JSON-serialisable dict of the settable attributes (tuples as lists).
+
+        A callable BACKBONE is stored as its qualified name, which `from_dict`
+        refuses: pass the callable again when loading.
+        """
+        out = {}
+        for name in self._settable_names():
+            value = getattr(self, name)
+            out[name] = (_qualified_name(value) if name == "BACKBONE" and callable(value)
+                         else _jsonable(name, value))
+        return out
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build and validate an instance from a `to_dict()` dict.
+
+        Unknown keys raise ValueError naming the key; missing keys keep the
+        class defaults.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"from_dict expects a dict, got {type(d).__name__}")
+        return cls(**d)
+
+    def to_json(self, path):
+        """Write `to_dict()` to `path` as JSON."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def from_json(cls, path):
+        """Read a file written by `to_json` and build a validated instance."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+
+# Settable attribute names in definition order (display, to_dict and describe use it).
+ATTRIBUTES = tuple(name for name, value in vars(Config).items()
+                   if name.isupper() and not isinstance(value, property))

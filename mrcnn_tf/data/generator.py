@@ -1,0 +1,182 @@
+"""From a Dataset to training batches: load_image_gt and the DataGenerator."""
+
+import math
+
+import keras
+import numpy as np
+
+from mrcnn_tf.data.targets import build_rpn_targets
+from mrcnn_tf.data.transforms import (compose_image_meta, extract_bboxes, minimize_mask,
+                                      mold_image, resize_image, resize_mask)
+from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
+
+# The FPN halves the image five times (P2..P6) and upsamples back: sides must divide by 64.
+IMAGE_SIDE_MULTIPLE = 64
+
+
+def _check_instances(dataset, image_id, image, masks, class_ids):
+    """Reject annotations that would silently train on wrong targets."""
+    reference = dataset.image_reference(image_id)
+    if masks.ndim != 3 or masks.shape[:2] != image.shape[:2]:
+        raise ValueError(f"image {image_id} ({reference}): masks have shape {masks.shape}, "
+                         f"expected [{image.shape[0]}, {image.shape[1]}, N] like the image")
+    if class_ids.shape != (masks.shape[2],):
+        raise ValueError(f"image {image_id} ({reference}): {masks.shape[2]} masks but "
+                         f"class_ids has shape {class_ids.shape}")
+    bad = class_ids[(class_ids >= dataset.num_classes) | (class_ids == 0)]
+    if bad.size:
+        raise ValueError(f"image {image_id} ({reference}): class id {int(bad[0])} is not a "
+                         f"foreground class of this dataset (1..{dataset.num_classes - 1}; "
+                         f"negative ids mark crowd regions)")
+
+
+def load_image_gt(dataset, config, image_id, augmentation=None, rng=None):
+    """Load one image and its ground truth, resized the way the model sees it.
+
+    Args:
+        dataset: a prepared ``Dataset``.
+        config: the model ``Config``.
+        image_id: internal image id.
+        augmentation: optional callable ``(image, masks, rng) -> (image, masks)``
+            on the original-size uint8 image and bool masks; boxes are
+            recomputed from the transformed masks afterwards.
+        rng: numpy Generator (random crop, augmentation).
+    Returns:
+        image uint8 [H, W, 3] (molded size), image_meta float32 [META],
+        class_ids int32 [N], boxes int32 [N, (y1, x1, y2, x2)] pixels,
+        masks bool [H, W, N] or [mh, mw, N] (mini masks). Instances whose
+        mask is empty after resizing/augmenting are dropped.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    image = dataset.load_image(image_id)
+    masks, class_ids = dataset.load_mask(image_id)
+    masks, class_ids = np.asarray(masks, bool), np.asarray(class_ids, np.int32)
+    _check_instances(dataset, image_id, image, masks, class_ids)
+    original_shape = image.shape
+    if augmentation is not None:
+        image, masks = augmentation(image, masks, rng)
+    image, window, scale, padding, crop = resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
+        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+    masks = resize_mask(masks, scale, padding, crop)
+
+    keep = masks.any(axis=(0, 1))
+    masks, class_ids = masks[:, :, keep], class_ids[keep]
+    boxes = extract_bboxes(masks)
+    if config.USE_MINI_MASK:
+        masks = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
+
+    active_class_ids = np.zeros([dataset.num_classes], np.int32)
+    source = dataset.image_info[image_id]["source"]
+    active_class_ids[dataset.source_class_ids[source]] = 1
+    meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active_class_ids)
+    return image, meta, class_ids, boxes, masks
+
+
+class DataGenerator(keras.utils.PyDataset):
+    """Batches of model inputs for the training graph, for ``model.fit``.
+
+    Each item is a dict keyed like the training model's inputs:
+    ``input_image`` float32 [B, H, W, 3] (mean subtracted),
+    ``input_image_meta`` [B, META], ``input_rpn_match`` int32 [B, A, 1],
+    ``input_rpn_bbox`` [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4],
+    ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES],
+    ``input_gt_boxes`` [B, MAX_GT_INSTANCES, 4] (molded-image pixels) and
+    ``input_gt_masks`` bool [B, mh, mw, MAX_GT_INSTANCES]. Ground truth is
+    padded to MAX_GT_INSTANCES so every step has the same shapes (no retracing).
+
+    Args:
+        dataset: a prepared Dataset.
+        config: the model Config (BATCH_SIZE images per item).
+        shuffle: reshuffle the image order every epoch.
+        augmentation: callable ``(image, masks, rng) -> (image, masks)``.
+        seed: makes the order, crops and augmentation reproducible.
+        batches_per_epoch: len() of the generator; default one pass over
+            the images. Larger values wrap around the (shuffled) images.
+        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``
+            of ``keras.utils.PyDataset``.
+    """
+
+    def __init__(self, dataset, config, shuffle=True, augmentation=None, seed=None,
+                 batches_per_epoch=None, **kwargs):
+        super().__init__(**kwargs)
+        if len(dataset.image_ids) == 0:
+            raise ValueError("the dataset has no images (did you call prepare()?)")
+        self.dataset = dataset
+        self.config = config
+        self.shuffle = shuffle
+        self.augmentation = augmentation
+        self.seed = seed
+        self.batch_size = config.BATCH_SIZE
+        self.image_ids = np.array(dataset.image_ids)
+        if getattr(config, "FILTER_EMPTY_IMAGES", False):
+            self.image_ids = np.array([i for i in self.image_ids if dataset.load_mask(i)[1].size])
+        self.batches_per_epoch = batches_per_epoch or math.ceil(len(self.image_ids) / self.batch_size)
+        self.epoch = 0
+        self._order = self._epoch_order()
+
+    def __len__(self):
+        return self.batches_per_epoch
+
+    def _epoch_order(self):
+        if not self.shuffle:
+            return self.image_ids
+        return np.random.default_rng([self.seed or 0, self.epoch]).permutation(self.image_ids)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._epoch_order()
+
+    def __getitem__(self, index):
+        start = index * self.batch_size
+        ids = [self._order[(start + i) % len(self._order)] for i in range(self.batch_size)]
+        # One generator per (seed, epoch, batch): reproducible in any worker order.
+        rng = np.random.default_rng([self.seed or 0, self.epoch, index]) if self.seed is not None \
+            else np.random.default_rng()
+        return self.build_batch(ids, rng)
+
+    def build_batch(self, image_ids, rng):
+        """The input dict for ``image_ids`` (see the class docstring)."""
+        config = self.config
+        samples = [load_image_gt(self.dataset, config, i, self.augmentation, rng) for i in image_ids]
+        height = max(s[0].shape[0] for s in samples)
+        width = max(s[0].shape[1] for s in samples)
+        if height % IMAGE_SIDE_MULTIPLE or width % IMAGE_SIDE_MULTIPLE:
+            raise ValueError(f"molded images are {height}x{width}; the FPN needs sides divisible "
+                             f"by {IMAGE_SIDE_MULTIPLE} (use IMAGE_RESIZE_MODE 'square', 'pad64' "
+                             f"or 'crop' with IMAGE_*_DIM multiples of 64)")
+        anchors = pyramid_anchors_for_image((height, width), config.RPN_ANCHOR_SCALES,
+                                            config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                                            config.RPN_ANCHOR_STRIDE, normalized=False)
+        max_gt = config.MAX_GT_INSTANCES
+        mask_hw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (height, width)
+        batch = {
+            # Padding is a black pixel, molded: the same value resize_image pads with.
+            "input_image": np.broadcast_to(mold_image(np.zeros(3, np.uint8), config.MEAN_PIXEL),
+                                           [len(samples), height, width, 3]).copy(),
+            "input_image_meta": np.zeros([len(samples), config.IMAGE_META_SIZE], np.float32),
+            "input_rpn_match": np.zeros([len(samples), len(anchors), 1], np.int32),
+            "input_rpn_bbox": np.zeros([len(samples), config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4], np.float32),
+            "input_gt_class_ids": np.zeros([len(samples), max_gt], np.int32),
+            "input_gt_boxes": np.zeros([len(samples), max_gt, 4], np.float32),
+            "input_gt_masks": np.zeros([len(samples), mask_hw[0], mask_hw[1], max_gt], bool),
+        }
+        for b, (image, meta, class_ids, boxes, masks) in enumerate(samples):
+            if len(class_ids) > max_gt:  # keep a random subset rather than fail
+                keep = np.sort(rng.choice(len(class_ids), max_gt, replace=False))
+                class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
+            n = len(class_ids)
+            # Images smaller than the batch's largest are padded bottom/right.
+            batch["input_image"][b, :image.shape[0], :image.shape[1]] = mold_image(image, config.MEAN_PIXEL)
+            meta = meta.copy()
+            meta[4:6] = (height, width)
+            batch["input_image_meta"][b] = meta
+            rpn_match, rpn_bbox = build_rpn_targets(
+                anchors, class_ids, boxes, config.RPN_TRAIN_ANCHORS_PER_IMAGE,
+                config.RPN_BBOX_STD_DEV, rng)
+            batch["input_rpn_match"][b, :, 0] = rpn_match
+            batch["input_rpn_bbox"][b] = rpn_bbox
+            batch["input_gt_class_ids"][b, :n] = class_ids
+            batch["input_gt_boxes"][b, :n] = boxes
+            batch["input_gt_masks"][b, :masks.shape[0], :masks.shape[1], :n] = masks
+        return batch

@@ -1,0 +1,218 @@
+"""MaskRCNN: the matterport-style entry point around the Keras models."""
+
+import datetime
+import os
+import re
+
+import keras
+import numpy as np
+
+from mrcnn_tf.data.generator import DataGenerator
+from mrcnn_tf.model.graph import MODES, build_keras_model
+from mrcnn_tf.model.inference import mold_inputs, unmold_detections
+from mrcnn_tf.weights import load_weights_by_name, save_weights_by_name
+
+# Which layers each training stage trains (the classic stage names). Both the
+# ResNet names (res4a_branch2a, bn4a_...) and the small backbone's
+# (small_stage4_...) are covered.
+_HEADS = r"(mrcnn_.*)|(rpn_.*)|(fpn_.*)"
+TRAINING_STAGES = {
+    "heads": _HEADS,
+    "3+": r"(res[3-5].*)|(bn[3-5].*)|(small_stage[3-5].*)|" + _HEADS,
+    "4+": r"(res[4-5].*)|(bn[4-5].*)|(small_stage[4-5].*)|" + _HEADS,
+    "5+": r"(res5.*)|(bn5.*)|(small_stage5.*)|" + _HEADS,
+    "all": r".*",
+}
+CHECKPOINT_PATTERN = re.compile(r"mask_rcnn_.*_(\d{4})\.h5$")
+
+
+class WeightsCheckpoint(keras.callbacks.Callback):
+    """Saves the weights by layer name after every epoch, atomically."""
+
+    def __init__(self, path_template):
+        super().__init__()
+        self.path_template = path_template
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_weights_by_name(self.model, self.path_template.format(epoch=epoch + 1))
+
+
+class MaskRCNN:
+    """Mask R-CNN in one mode, with the classic workflow.
+
+    ``MaskRCNN(mode="training", config=cfg, model_dir="logs")`` builds the
+    Keras model (``.keras_model``); ``train()`` runs ``keras.Model.fit`` by
+    stages; an inference-mode instance loads the checkpoint and ``detect()``s.
+    Other attributes (``summary``, ``count_params``, ...) are the Keras
+    model's.
+    """
+
+    def __init__(self, mode, config, model_dir="logs"):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        config.validate()
+        self.mode = mode
+        self.config = config
+        self.model_dir = os.path.abspath(model_dir)
+        self.epoch = 0
+        self.log_dir = None
+        self.keras_model = build_keras_model(mode, config)
+
+    def __getattr__(self, name):
+        # Only reached for names MaskRCNN lacks: forward to the Keras model.
+        if name == "keras_model":
+            raise AttributeError(name)
+        return getattr(self.keras_model, name)
+
+    # ----------------------------------------------------------------- weights
+    def find_last(self):
+        """Path of the newest checkpoint in the newest run directory of ``model_dir``.
+
+        Raises FileNotFoundError naming ``model_dir`` when there is none.
+        """
+        prefix = self.config.NAME.lower()
+        runs = sorted(d for d in (os.listdir(self.model_dir) if os.path.isdir(self.model_dir) else [])
+                      if d.startswith(prefix) and os.path.isdir(os.path.join(self.model_dir, d)))
+        for run in reversed(runs):
+            run_dir = os.path.join(self.model_dir, run)
+            checkpoints = sorted(f for f in os.listdir(run_dir) if CHECKPOINT_PATTERN.search(f))
+            if checkpoints:
+                return os.path.join(run_dir, checkpoints[-1])
+        raise FileNotFoundError(f"no checkpoint of '{prefix}' found under {self.model_dir}")
+
+    def load_weights(self, filepath, by_name=True, exclude=None):
+        """Load weights saved by this package or a classic Keras ``.h5`` file.
+
+        Args:
+            filepath: an ``.h5`` in the classic by-name layout (what our
+                checkpoints and matterport's ``mask_rcnn_coco.h5`` use), or a
+                Keras 3 ``.weights.h5`` (then by structure: same mode only).
+            by_name: match layers by name (needed across modes).
+            exclude: layer names/regexes not to load (new class count).
+        Returns:
+            LoadReport (by name) or None.
+        """
+        if filepath.endswith(".weights.h5") and not by_name:
+            self.keras_model.load_weights(filepath)
+            return None
+        report = load_weights_by_name(self.keras_model, filepath, exclude=exclude)
+        match = CHECKPOINT_PATTERN.search(os.path.basename(filepath))
+        if match:  # continue epoch numbering and the run directory
+            self.epoch = int(match.group(1))
+            self.log_dir = os.path.dirname(os.path.abspath(filepath))
+        return report
+
+    def save_weights(self, filepath):
+        """Save weights by layer name (classic HDF5 layout), atomically."""
+        save_weights_by_name(self.keras_model, filepath)
+
+    # ---------------------------------------------------------------- training
+    def set_log_dir(self):
+        """Create the run directory ``model_dir/<name><timestamp>/`` (once per run)."""
+        if self.log_dir is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+            self.log_dir = os.path.join(self.model_dir, f"{self.config.NAME.lower()}{stamp}")
+        os.makedirs(self.log_dir, exist_ok=True)
+        if not os.access(self.log_dir, os.W_OK):
+            raise PermissionError(f"model_dir is not writable: {self.log_dir}")
+        return self.log_dir
+
+    def set_trainable(self, layer_regex):
+        """Train layers whose names match ``layer_regex`` in full; freeze the rest.
+
+        BatchNorm layers stay frozen (inference mode) unless ``TRAIN_BN``.
+        """
+        pattern = re.compile(TRAINING_STAGES.get(layer_regex, layer_regex))
+        for layer in _all_layers(self.keras_model):
+            if not layer.weights:
+                continue
+            trainable = bool(pattern.fullmatch(layer.name))
+            if isinstance(layer, keras.layers.BatchNormalization) and not self.config.TRAIN_BN:
+                trainable = False
+            layer.trainable = trainable
+
+    def compile(self, learning_rate, momentum):
+        """Compile with SGD + momentum, decoupled weight decay (kernels only), clipping."""
+        config = self.config
+        optimizer = keras.optimizers.SGD(
+            learning_rate=learning_rate, momentum=momentum,
+            weight_decay=config.WEIGHT_DECAY or None,
+            global_clipnorm=config.GRADIENT_CLIP_NORM)
+        # Decay only kernels: decaying BN/GN scales and biases hurts (Goyal et al. 2017).
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        self.keras_model.compile(optimizer=optimizer, jit_compile=bool(config.JIT_COMPILE))
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None, verbose=1, seed=None, **fit_kwargs):
+        """Train the chosen layers with ``keras.Model.fit`` up to epoch ``epochs``.
+
+        Args:
+            train_dataset, val_dataset: prepared Datasets (val may be None).
+            learning_rate: SGD learning rate.
+            epochs: the epoch number to stop at (counted across calls, so
+                stages chain: heads to 20, then "all" to 40).
+            layers: "heads", "3+", "4+", "5+", "all" or a regex of layer names.
+            augmentation: callable ``(image, masks, rng) -> (image, masks)``.
+            custom_callbacks: extra Keras callbacks.
+            seed: reproducible data order and augmentation.
+        Returns:
+            the Keras ``History``.
+        """
+        if self.mode != "training":
+            raise ValueError("train() needs a model built with mode='training'")
+        config = self.config
+        train_generator = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
+                                        seed=seed, batches_per_epoch=config.STEPS_PER_EPOCH)
+        val_generator = None
+        if val_dataset is not None:
+            val_generator = DataGenerator(val_dataset, config, shuffle=True, seed=seed,
+                                          batches_per_epoch=config.VALIDATION_STEPS)
+        log_dir = self.set_log_dir()
+        config.to_json(os.path.join(log_dir, "config.json"))
+        checkpoint = os.path.join(log_dir, f"mask_rcnn_{config.NAME.lower()}_{{epoch:04d}}.h5")
+        callbacks = [WeightsCheckpoint(checkpoint),
+                     keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
+                     *(custom_callbacks or [])]
+
+        self.set_trainable(layers)
+        self.compile(learning_rate, config.LEARNING_MOMENTUM)
+        history = self.keras_model.fit(
+            train_generator, initial_epoch=self.epoch, epochs=epochs,
+            validation_data=val_generator, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+        self.epoch = max(self.epoch, epochs)
+        return history
+
+    # --------------------------------------------------------------- inference
+    def detect(self, images, verbose=0):
+        """Detect instances in a list of RGB images (any sizes).
+
+        Args:
+            images: list of uint8 [H, W, 3] arrays.
+            verbose: 1 prints the molded shapes.
+        Returns:
+            one dict per image: ``rois`` int32 [N, (y1, x1, y2, x2)] in the
+            image's pixels, ``class_ids`` int32 [N], ``scores`` float32 [N],
+            ``masks`` bool [H, W, N] at the image's size.
+        """
+        if self.mode != "inference":
+            raise ValueError("detect() needs a model built with mode='inference'")
+        if len(images) == 0:
+            return []
+        molded, metas, windows = mold_inputs(images, self.config)
+        if verbose:
+            print(f"Processing {len(images)} images, molded to {molded.shape}")
+        outputs = self.keras_model.predict(
+            {"input_image": molded, "input_image_meta": metas},
+            batch_size=self.config.BATCH_SIZE, verbose=0)
+        return [unmold_detections(outputs["detections"][i], outputs["mrcnn_mask"][i],
+                                  np.asarray(image).shape, molded.shape[1:], windows[i])
+                for i, image in enumerate(images)]
+
+
+def _all_layers(model):
+    """Layers of ``model``, nested models (rpn_model) opened up."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer

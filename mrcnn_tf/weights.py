@@ -1,0 +1,147 @@
+"""Weights by layer name, in the classic Keras HDF5 layout.
+
+The classic layout (Keras 2 ``save_weights`` to ``.h5``, and so every
+existing ``mask_rcnn_*.h5``): the root attribute ``layer_names`` lists the
+layers; each has a group with the attribute ``weight_names``
+(``"<sublayer>/<variable>:0"``) and one dataset per name. Nested models
+such as ``rpn_model`` are one group holding their sublayers' weights.
+
+Loading by name lets a training-mode checkpoint load into the inference
+graph (different layer sets), and lets old files load into this model.
+Only h5py reads the file: no pickle, no code from the file is run.
+"""
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights_by_name` did, layer by layer."""
+
+    loaded: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)       # in the file, not in the model, or excluded
+    mismatched: list = field(default_factory=list)    # (layer, weight, file shape, model shape)
+    missing: list = field(default_factory=list)       # model layers with weights the file lacks
+
+    def __str__(self):
+        return (f"loaded {len(self.loaded)} layers, skipped {len(self.skipped)}, "
+                f"shape-mismatched {len(self.mismatched)}, not in file {len(self.missing)}")
+
+
+def _weighted_layers(keras_model):
+    return [layer for layer in keras_model.layers if layer.weights]
+
+
+def _weight_key(variable):
+    """'<sublayer>/<variable>' (no ':0'), the part of a classic name that identifies it."""
+    path = variable.path
+    parts = path.split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else path
+
+
+def _file_key(weight_name):
+    name = weight_name.decode() if isinstance(weight_name, bytes) else weight_name
+    name = name.split(":")[0]
+    parts = name.split("/")
+    return "/".join(parts[-2:])
+
+
+def save_weights_by_name(keras_model, filepath):
+    """Write the model's weights in the classic layout, atomically.
+
+    The file is written next to ``filepath`` and renamed over it, so a
+    crash mid-write never leaves a truncated checkpoint under that name.
+    """
+    directory = os.path.dirname(os.path.abspath(filepath))
+    os.makedirs(directory, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(suffix=".h5.tmp", dir=directory)
+    os.close(handle)
+    try:
+        with h5py.File(tmp_path, "w") as f:
+            layers = _weighted_layers(keras_model)
+            f.attrs["layer_names"] = np.array([layer.name.encode() for layer in layers])
+            f.attrs["backend"] = b"tensorflow"
+            for layer in layers:
+                group = f.create_group(layer.name)
+                names = [f"{_weight_key(w)}:0".encode() for w in layer.weights]
+                group.attrs["weight_names"] = np.array(names)
+                for name, variable in zip(names, layer.weights):
+                    group.create_dataset(name.decode(), data=np.asarray(variable.numpy()))
+        os.replace(tmp_path, filepath)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def load_weights_by_name(keras_model, filepath, exclude=None):
+    """Assign weights from a classic-layout HDF5 file to layers of the same name.
+
+    Args:
+        keras_model: the Keras model to fill.
+        filepath: ``.h5`` file in the classic layout.
+        exclude: layer names (or regular expressions matched in full) to
+            leave untouched, e.g. the class-specific heads when the number
+            of classes differs.
+    Returns:
+        LoadReport. Layers whose weight shapes differ are left untouched and
+        listed in ``mismatched``.
+    Raises:
+        FileNotFoundError, or ValueError naming the file if it is not in the
+        classic layout.
+    """
+    if not os.path.isfile(filepath):
+        raise FileNotFoundError(f"weights file not found: {filepath}")
+    excluded = [re.compile(pattern) for pattern in (exclude or [])]
+    report = LoadReport()
+    model_layers = {layer.name: layer for layer in _weighted_layers(keras_model)}
+    with h5py.File(filepath, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f  # full-model .h5 files
+        if "layer_names" not in root.attrs:
+            raise ValueError(f"{filepath}: not a classic Keras HDF5 weights file "
+                             f"(no 'layer_names' attribute)")
+        found = set()
+        for raw_name in root.attrs["layer_names"]:
+            name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
+            group = root[name]
+            weight_names = list(group.attrs.get("weight_names", []))
+            if not weight_names:
+                continue
+            layer = model_layers.get(name)
+            if layer is None or any(p.fullmatch(name) for p in excluded):
+                report.skipped.append(name)
+                continue
+            found.add(name)
+            stored = {_file_key(w): group[w.decode() if isinstance(w, bytes) else w][()]
+                      for w in weight_names}
+            _assign_layer(layer, stored, filepath, report)
+    report.missing = [name for name in model_layers
+                      if name not in found and not any(p.fullmatch(name) for p in excluded)]
+    return report
+
+
+def _assign_layer(layer, stored, filepath, report):
+    """Assign a layer's weights from ``stored`` {key: array}, all or nothing."""
+    updates = []
+    for variable in layer.weights:
+        key = _weight_key(variable)
+        value = stored.get(key)
+        if value is None:  # fall back to the bare variable name (kernel, bias, ...)
+            matches = [v for k, v in stored.items() if k.split("/")[-1] == key.split("/")[-1]]
+            value = matches[0] if len(matches) == 1 else None
+        if value is None:
+            report.mismatched.append((layer.name, key, None, tuple(variable.shape)))
+            return
+        if tuple(value.shape) != tuple(variable.shape):
+            report.mismatched.append((layer.name, key, tuple(value.shape), tuple(variable.shape)))
+            return
+        updates.append((variable, value))
+    for variable, value in updates:
+        variable.assign(value)
+    report.loaded.append(layer.name)

@@ -1,0 +1,193 @@
+"""Independent numpy references for `mrcnn_tf.ops`, written from the design text.
+
+Plain Python loops in float64, deliberately naive: they restate
+`shared/design/roialign.md` and `docs/CONTRACTS.md` line by line and share no
+code with the TensorFlow ops they check. Boxes are `(y1, x1, y2, x2)` in
+continuous coordinates (pixel `i` covers `[i, i+1)`, `y2`/`x2` exclusive).
+"""
+
+import math
+
+import numpy as np
+
+# Decoding clamps log(dh), log(dw) here so `exp` cannot overflow (CONTRACTS.md).
+BBOX_LOG_SCALE_CLIP = math.log(1000.0 / 16.0)
+
+
+def _iou_pair(a, b):
+    """IoU of two boxes; 0 when the union has no area (never NaN)."""
+    area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
+    area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
+    ih = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    iw = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    inter = ih * iw
+    union = area_a + area_b - inter
+    if union <= 0.0:
+        return 0.0
+    return inter / union
+
+
+def ref_box_iou(b1, b2):
+    """IoU matrix: b1 [N, 4], b2 [M, 4] -> float64 [N, M]."""
+    b1 = np.asarray(b1, np.float64).reshape(-1, 4)
+    b2 = np.asarray(b2, np.float64).reshape(-1, 4)
+    out = np.zeros((len(b1), len(b2)), np.float64)
+    for i in range(len(b1)):
+        for j in range(len(b2)):
+            out[i, j] = _iou_pair(b1[i], b2[j])
+    return out
+
+
+def ref_encode_boxes(boxes, gt_boxes, std_dev=(1.0, 1.0, 1.0, 1.0)):
+    """Deltas (dy, dx, log dh, log dw) / std_dev taking `boxes` to `gt_boxes`."""
+    boxes = np.asarray(boxes, np.float64)
+    gt_boxes = np.asarray(gt_boxes, np.float64)
+    flat_b, flat_g = boxes.reshape(-1, 4), gt_boxes.reshape(-1, 4)
+    out = np.zeros_like(flat_b)
+    for n in range(len(flat_b)):
+        y1, x1, y2, x2 = flat_b[n]
+        gy1, gx1, gy2, gx2 = flat_g[n]
+        h, w = y2 - y1, x2 - x1
+        gh, gw = gy2 - gy1, gx2 - gx1
+        cy, cx = y1 + 0.5 * h, x1 + 0.5 * w
+        gcy, gcx = gy1 + 0.5 * gh, gx1 + 0.5 * gw
+        d = [(gcy - cy) / h, (gcx - cx) / w, math.log(gh / h), math.log(gw / w)]
+        out[n] = [d[k] / std_dev[k] for k in range(4)]
+    return out.reshape(boxes.shape)
+
+
+def ref_decode_boxes(boxes, deltas, std_dev=(1.0, 1.0, 1.0, 1.0)):
+    """Inverse of `ref_encode_boxes`; log dh, log dw clamped above at log(1000/16)."""
+    boxes = np.asarray(boxes, np.float64)
+    deltas = np.asarray(deltas, np.float64)
+    flat_b, flat_d = boxes.reshape(-1, 4), deltas.reshape(-1, 4)
+    out = np.zeros_like(flat_b)
+    for n in range(len(flat_b)):
+        y1, x1, y2, x2 = flat_b[n]
+        dy, dx, dh, dw = [flat_d[n][k] * std_dev[k] for k in range(4)]
+        dh, dw = min(dh, BBOX_LOG_SCALE_CLIP), min(dw, BBOX_LOG_SCALE_CLIP)
+        h, w = y2 - y1, x2 - x1
+        cy, cx = y1 + 0.5 * h + dy * h, x1 + 0.5 * w + dx * w
+        h, w = h * math.exp(dh), w * math.exp(dw)
+        out[n] = [cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w]
+    return out.reshape(boxes.shape)
+
+
+def ref_generate_anchors(scale, ratios, feature_shape, feature_stride, anchor_stride):
+    """Anchors of one level in pixels, order rows, columns, ratios innermost."""
+    out = []
+    for i in range(0, feature_shape[0], anchor_stride):
+        for j in range(0, feature_shape[1], anchor_stride):
+            cy, cx = (i + 0.5) * feature_stride, (j + 0.5) * feature_stride
+            for r in ratios:
+                h, w = scale / math.sqrt(r), scale * math.sqrt(r)
+                out.append([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2])
+    return np.asarray(out, np.float64).reshape(-1, 4)
+
+
+def ref_pyramid_anchors(scales, ratios, image_shape_hw, feature_strides, anchor_stride):
+    """All levels concatenated; level l has feature shape ceil(H / stride_l)."""
+    levels = []
+    for scale, stride in zip(scales, feature_strides):
+        shape = (math.ceil(image_shape_hw[0] / stride), math.ceil(image_shape_hw[1] / stride))
+        levels.append(ref_generate_anchors(scale, ratios, shape, stride, anchor_stride))
+    return np.concatenate(levels, axis=0)
+
+
+def ref_nms(boxes, scores, max_output, iou_threshold, score_threshold=-math.inf):
+    """Greedy NMS: best score first, drop boxes whose IoU with a kept box is > threshold.
+
+    Boxes with score <= score_threshold are never kept. Returns int64 indices.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    keep = []
+    for i in order:
+        if len(keep) >= max_output:
+            break
+        if not scores[i] > score_threshold:
+            continue
+        if all(_iou_pair(boxes[i], boxes[k]) <= iou_threshold for k in keep):
+            keep.append(i)
+    return np.asarray(keep, np.int64)
+
+
+def ref_batched_nms(boxes, scores, classes, max_output, iou_threshold,
+                    score_threshold=-math.inf):
+    """NMS per class, then all survivors merged by score (best first) and truncated."""
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    classes = np.asarray(classes).reshape(-1)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    kept = []
+    for c in sorted(set(classes.tolist())):
+        idx = [i for i in range(len(classes)) if classes[i] == c]
+        sub = ref_nms(boxes[idx], scores[idx], max_output, iou_threshold, score_threshold)
+        kept.extend(idx[k] for k in sub)
+    kept.sort(key=lambda i: -scores[i])
+    return np.asarray(kept[:max_output], np.int64)
+
+
+def _axis_weights(p, n):
+    """Bilinear taps along one axis at index position p of a length-n axis.
+
+    Index position in [-1, 0) or (n-1, n] reads the edge value; further out the
+    sample contributes 0 (returns None).
+    """
+    if p < -1.0 or p > n:
+        return None
+    p = min(max(p, 0.0), n - 1.0)
+    lo = int(math.floor(p))
+    hi = min(lo + 1, n - 1)
+    t = p - lo
+    return lo, hi, t
+
+
+def _bilinear(features, y, x):
+    """Value at continuous coordinates (y, x): bilinear at index (y - 0.5, x - 0.5)."""
+    height, width = features.shape[:2]
+    ay = _axis_weights(y - 0.5, height)
+    ax = _axis_weights(x - 0.5, width)
+    if ay is None or ax is None:
+        return np.zeros(features.shape[2], np.float64)
+    y0, y1, ty = ay
+    x0, x1, tx = ax
+    top = (1 - tx) * features[y0, x0] + tx * features[y0, x1]
+    bottom = (1 - tx) * features[y1, x0] + tx * features[y1, x1]
+    return (1 - ty) * top + ty * bottom
+
+
+def ref_roi_align(features, box, output_size, sampling_ratio=2):
+    """RoIAlign of one box on one map, exactly as in roialign.md.
+
+    features: [H, W, C]; box: (y1, x1, y2, x2) in that map's pixel coordinates;
+    output_size: int or (oh, ow). Returns float64 [oh, ow, C].
+    """
+    features = np.asarray(features, np.float64)
+    if np.ndim(output_size) == 0:
+        output_size = (int(output_size), int(output_size))
+    oh, ow = output_size
+    r = sampling_ratio
+    y1, x1, y2, x2 = [float(v) for v in box]
+    bin_h, bin_w = (y2 - y1) / oh, (x2 - x1) / ow
+    out = np.zeros((oh, ow, features.shape[2]), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            acc = np.zeros(features.shape[2], np.float64)
+            for ky in range(r):
+                y = y1 + (i + (ky + 0.5) / r) * bin_h
+                for kx in range(r):
+                    x = x1 + (j + (kx + 0.5) / r) * bin_w
+                    acc += _bilinear(features, y, x)
+            out[i, j] = acc / (r * r)
+    return out
+
+
+def ref_fpn_level(box_px, k0=4, canonical=224, min_level=2, max_level=5):
+    """FPN level of one box in image pixels: clamp(floor(k0 + log2(sqrt(h*w)/224)))."""
+    y1, x1, y2, x2 = [float(v) for v in box_px]
+    area = (y2 - y1) * (x2 - x1)
+    if area <= 0.0:
+        return min_level
+    k = math.floor(k0 + math.log2(math.sqrt(area) / canonical))
+    return int(min(max(k, min_level), max_level))
