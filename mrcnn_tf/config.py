@@ -75,11 +75,10 @@ def _freeze(value):
 
 
 def _jsonable(name, value):
+    # Values went through _freeze, so no numpy types are left.
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, (list, tuple)):
         return [_jsonable(name, v) for v in value]
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return {k: _jsonable(name, v) for k, v in value.items()}

@@ -152,8 +152,8 @@ class DataGenerator(keras.utils.PyDataset):
         mask_hw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (height, width)
         batch = {
             # Padding is a black pixel, molded: the same value resize_image pads with.
-            "input_image": np.broadcast_to(mold_image(np.zeros(3, np.uint8), config.MEAN_PIXEL),
-                                           [len(samples), height, width, 3]).copy(),
+            "input_image": np.broadcast_to(mold_image(np.zeros(config.IMAGE_CHANNEL_COUNT, np.uint8), config.MEAN_PIXEL),
+                                           [len(samples), height, width, config.IMAGE_CHANNEL_COUNT]).copy(),
             "input_image_meta": np.zeros([len(samples), config.IMAGE_META_SIZE], np.float32),
             "input_rpn_match": np.zeros([len(samples), len(anchors), 1], np.int32),
             "input_rpn_bbox": np.zeros([len(samples), config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4], np.float32),

@@ -41,7 +41,7 @@ class DetectionLayer(keras.layers.Layer):
         elems = (tf.cast(rois, tf.float32), tf.cast(class_probs, tf.float32),
                  tf.cast(bbox_deltas, tf.float32), tf.cast(window, tf.float32))
         signature = tf.TensorSpec([self.max_detections, 6], tf.float32)
-        return map_over_batch(self._detect_image, elems, signature)
+        return tf.stop_gradient(map_over_batch(self._detect_image, elems, signature))
 
     def _detect_image(self, args):
         rois, class_probs, bbox_deltas, window = args

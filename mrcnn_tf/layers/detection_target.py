@@ -19,9 +19,11 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     Per image, the ground-truth boxes are added to the proposals (so the
     heads see positives from the first step), then up to
-    ``round(rois_per_image * positive_ratio)`` positives (IoU >= positive_iou
-    with a non-crowd box) are drawn at random and the rest filled with
-    negatives (IoU < positive_iou, and < 0.001 with every crowd box).
+    ``P = round(rois_per_image * positive_ratio)`` positives (IoU >=
+    positive_iou with a non-crowd box) are drawn at random and the rest
+    filled with negatives (IoU < positive_iou, and < 0.001 with every crowd
+    box). Positives come first, so the mask head only needs the first P
+    rows: mask targets are returned for those alone.
 
     Inputs (a list):
         proposals: float [B, P, (y1, x1, y2, x2)] normalised; zero rows are padding.
@@ -33,7 +35,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         rois: float32 [B, T, 4] normalised, positives first; zero rows are padding.
         target_class_ids: int32 [B, T]; 0 background, PADDING_CLASS_ID padding.
         target_deltas: float32 [B, T, 4] box deltas / bbox_std_dev (0 for non-positives).
-        target_masks: float32 [B, T, mask_h, mask_w] in {0, 1} (0 for non-positives).
+        target_masks: float32 [B, P, mask_h, mask_w] in {0, 1} for the first P
+            rows (0 for rows that are not positives).
     """
 
     def __init__(self, rois_per_image, positive_ratio=0.33, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
@@ -45,16 +48,18 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_shape = tuple(check_positive_int(v, "mask_shape") for v in mask_shape)
         self.use_mini_mask = bool(use_mini_mask)
         self.positive_iou = check_fraction(positive_iou, "positive_iou")
+        self.max_positives = max(1, int(round(self.rois_per_image * self.positive_ratio)))
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
         elems = (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
                  tf.cast(gt_boxes, tf.float32),
                  tf.transpose(tf.cast(gt_masks, tf.float32), [0, 3, 1, 2]))
-        t, (mh, mw) = self.rois_per_image, self.mask_shape
+        t, p, (mh, mw) = self.rois_per_image, self.max_positives, self.mask_shape
         signature = (tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([t], tf.int32),
-                     tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([t, mh, mw], tf.float32))
-        return list(map_over_batch(self._sample_image, elems, signature))
+                     tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([p, mh, mw], tf.float32))
+        targets = map_over_batch(self._sample_image, tf.nest.map_structure(tf.stop_gradient, elems), signature)
+        return [tf.stop_gradient(t) for t in targets]
 
     def _sample_image(self, args):
         proposals, gt_class_ids, gt_boxes, gt_masks = args
@@ -75,8 +80,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         positive = tf.where(best_iou >= self.positive_iou)[:, 0]
         negative = tf.where((best_iou < self.positive_iou) & (crowd_iou < CROWD_IOU_THRESHOLD))[:, 0]
 
-        max_positives = int(round(self.rois_per_image * self.positive_ratio))
-        positive = tf.random.shuffle(positive)[:max_positives]
+        positive = tf.random.shuffle(positive)[:self.max_positives]
         negative = tf.random.shuffle(negative)[:self.rois_per_image - tf.shape(positive)[0]]
         positive_rois = tf.gather(candidates, positive)
         negative_rois = tf.gather(candidates, negative)
@@ -92,7 +96,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         class_ids = tf.concat([tf.gather(gt_class_ids, assigned),
                                tf.zeros([num_negative], tf.int32)], axis=0)
         class_ids = pad_rows(class_ids, t, PADDING_CLASS_ID)
-        return rois, class_ids, pad_rows(deltas, t), pad_rows(masks, t)
+        return rois, class_ids, pad_rows(deltas, t), pad_rows(masks, self.max_positives)
 
     def _mask_targets(self, rois, assigned_boxes, assigned, gt_masks):
         """Crop each positive's ground-truth mask to the RoI, RoIAlign geometry.
@@ -114,7 +118,7 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shapes):
         b, t, (mh, mw) = input_shapes[0][0], self.rois_per_image, self.mask_shape
-        return [(b, t, 4), (b, t), (b, t, 4), (b, t, mh, mw)]
+        return [(b, t, 4), (b, t), (b, t, 4), (b, self.max_positives, mh, mw)]
 
     def get_config(self):
         return {**super().get_config(), "rois_per_image": self.rois_per_image,

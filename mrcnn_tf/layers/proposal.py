@@ -57,7 +57,8 @@ class ProposalLayer(keras.layers.Layer):
             return pad_rows(tf.gather(image_boxes, keep), self.proposal_count)
 
         proposals = map_over_batch(select, (boxes, scores), tf.TensorSpec([None, 4], tf.float32))
-        return tf.ensure_shape(proposals, [None, self.proposal_count, 4])
+        # Proposals are treated as constants by the heads (no gradient into the RPN).
+        return tf.stop_gradient(tf.ensure_shape(proposals, [None, self.proposal_count, 4]))
 
     def compute_output_shape(self, input_shapes):
         return (input_shapes[0][0], self.proposal_count, 4)

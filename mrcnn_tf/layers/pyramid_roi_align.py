@@ -35,7 +35,9 @@ class PyramidROIAlign(keras.layers.Layer):
         if not feature_maps:
             raise ValueError("PyramidROIAlign needs at least one feature map after boxes, image_shape")
         max_level = self.min_level + len(feature_maps) - 1
-        boxes = tf.cast(boxes, tf.float32)
+        # RoIAlign is not trained through its box coordinates (as in the paper);
+        # their gradient would also cost more than the rest of the backward pass.
+        boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
         batch, num_boxes = tf.shape(boxes)[0], tf.shape(boxes)[1]
         image_hw = tf.cast(image_shape[0, :2], tf.float32)
 

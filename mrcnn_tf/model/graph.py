@@ -49,8 +49,9 @@ def build_training_graph(config):
         (inputs dict, outputs dict). Outputs hold what the losses need:
         rpn_class_logits [B, A, 2], rpn_bbox [B, A, 4], rois [B, T, 4],
         target_class_ids [B, T], target_deltas [B, T, 4],
-        target_masks [B, T, mh, mw], mrcnn_class_logits [B, T, K],
-        mrcnn_bbox [B, T, K, 4], mrcnn_mask_logits [B, T, mh, mw, K],
+        target_masks [B, P, mh, mw], mrcnn_class_logits [B, T, K],
+        mrcnn_bbox [B, T, K, 4], mrcnn_mask_logits [B, P, mh, mw, K] (P: the
+        leading rows of ``rois`` that can be positive),
         active_class_ids [B, K], rpn_rois [B, P, 4].
     """
     mini = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (None, None)
@@ -78,12 +79,15 @@ def build_training_graph(config):
         config.MASK_SHAPE, config.USE_MINI_MASK, name="proposal_targets")(
         [rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
 
-    # The two heads see the same sampled RoIs, in parallel (the paper's design).
+    # The two heads run in parallel on the same sampled RoIs (the paper's
+    # design). The mask loss is defined on positives only, and positives come
+    # first, so the mask head sees just the first P rows (3x less work).
     class_logits, _, bbox = box_head_graph(
         rois, image_shape, feature_maps, config.NUM_CLASSES, config.TRAIN_ROIS_PER_IMAGE,
         config.POOL_SIZE, config.FPN_CLASSIF_FC_LAYERS_SIZE, config.HEAD_NORM)
+    max_positives = target_masks.shape[1]
     _, mask_logits = mask_head_graph(
-        rois, image_shape, feature_maps, config.NUM_CLASSES, config.TRAIN_ROIS_PER_IMAGE,
+        rois[:, :max_positives], image_shape, feature_maps, config.NUM_CLASSES, max_positives,
         config.MASK_POOL_SIZE, config.MASK_HEAD_CHANNELS, config.HEAD_NORM)
 
     outputs = {
@@ -162,7 +166,8 @@ class MaskRCNNTrainer(keras.Model):
             "mrcnn_bbox_loss": loss_fns.mrcnn_bbox_loss(
                 y_pred["target_deltas"], y_pred["target_class_ids"], y_pred["mrcnn_bbox"]),
             "mrcnn_mask_loss": loss_fns.mrcnn_mask_loss(
-                y_pred["target_masks"], y_pred["target_class_ids"], y_pred["mrcnn_mask_logits"]),
+                y_pred["target_masks"], y_pred["target_class_ids"][:, :y_pred["target_masks"].shape[1]],
+                y_pred["mrcnn_mask_logits"]),
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

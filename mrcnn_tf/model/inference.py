@@ -31,8 +31,8 @@ def mold_inputs(images, config):
         windows.append(window)
     height = max(m.shape[0] for m in resized)
     width = max(m.shape[1] for m in resized)
-    batch = np.broadcast_to(mold_image(np.zeros(3, np.uint8), config.MEAN_PIXEL),
-                            [len(resized), height, width, 3]).copy()
+    batch = np.broadcast_to(mold_image(np.zeros(config.IMAGE_CHANNEL_COUNT, np.uint8), config.MEAN_PIXEL),
+                            [len(resized), height, width, config.IMAGE_CHANNEL_COUNT]).copy()
     for i, molded in enumerate(resized):
         batch[i, :molded.shape[0], :molded.shape[1]] = mold_image(molded, config.MEAN_PIXEL)
         metas[i][4:6] = (height, width)
