@@ -6,7 +6,7 @@ from mrcnn_tf.data.dataset import (
     Dataset,
     ImageLoadError,
 )
-from mrcnn_tf.data.shapes import ShapesDataset
+from mrcnn_tf.data.shapes import ShapesConfig, ShapesDataset
 from mrcnn_tf.data.transforms import (
     compose_image_meta,
     expand_mask,
@@ -27,6 +27,7 @@ __all__ = [
     "BACKGROUND_CLASS_NAME",
     "Dataset",
     "ImageLoadError",
+    "ShapesConfig",
     "ShapesDataset",
     "compose_image_meta",
     "expand_mask",

@@ -8,6 +8,7 @@ and masks are drawn on demand, so a million-image dataset costs little.
 import numpy as np
 from skimage.draw import disk, polygon
 
+from mrcnn_tf.config import Config
 from mrcnn_tf.data.dataset import Dataset
 
 SOURCE = "shapes"
@@ -142,3 +143,35 @@ def _shape_pixels(shape, cy, cx, size, image_hw):
                        [cx, cx - half_base, cx + half_base], shape=image_hw)
     raise ValueError(f"Unknown shape {shape!r}; expected one of "
                      f"{[name for _, name in SHAPE_CLASSES]}")
+
+
+class ShapesConfig(Config):
+    """A CPU-sized configuration for the shapes dataset (128x128 images).
+
+    The small backbone and narrow heads train from scratch in minutes on two
+    CPU cores; the anchors are scaled down to the shapes' sizes.
+    """
+
+    NAME = "shapes"
+    NUM_CLASSES = 1 + len(SHAPE_CLASSES)
+    BACKBONE = "small"
+    IMAGES_PER_GPU = 4
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+    MEAN_PIXEL = (128.0, 128.0, 128.0)
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    TOP_DOWN_PYRAMID_SIZE = 64
+    FPN_CLASSIF_FC_LAYERS_SIZE = 128
+    MASK_HEAD_CHANNELS = 64
+    PRE_NMS_LIMIT = 1000
+    POST_NMS_ROIS_TRAINING = 200
+    POST_NMS_ROIS_INFERENCE = 100
+    TRAIN_ROIS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 8
+    MINI_MASK_SHAPE = (28, 28)
+    DETECTION_MAX_INSTANCES = 16
+    DETECTION_MIN_CONFIDENCE = 0.5
+    LEARNING_RATE = 0.02
+    STEPS_PER_EPOCH = 100
+    VALIDATION_STEPS = 5

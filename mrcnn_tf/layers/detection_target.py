@@ -73,9 +73,10 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_masks = tf.gather(gt_masks, object_index)
         candidates = tf.concat([proposals, gt_boxes], axis=0)
 
-        # A zero column keeps the max defined when there is no ground truth.
-        overlaps = box_iou(candidates, gt_boxes)
-        best_iou = tf.reduce_max(tf.pad(overlaps, [[0, 0], [0, 1]]), axis=1)
+        # A zero column keeps the max and argmax defined when there is no ground
+        # truth (argmax over an empty axis fails); a positive never picks it.
+        overlaps = tf.pad(box_iou(candidates, gt_boxes), [[0, 0], [0, 1]])
+        best_iou = tf.reduce_max(overlaps, axis=1)
         crowd_iou = tf.reduce_max(tf.pad(box_iou(candidates, crowd_boxes), [[0, 0], [0, 1]]), axis=1)
         positive = tf.where(best_iou >= self.positive_iou)[:, 0]
         negative = tf.where((best_iou < self.positive_iou) & (crowd_iou < CROWD_IOU_THRESHOLD))[:, 0]
