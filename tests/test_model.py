@@ -1,0 +1,227 @@
+"""The assembled model: graphs, training with fit, detect() and its coordinate frame."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from mrcnn_tf import Config, DataGenerator, MaskRCNN
+from mrcnn_tf.data import ShapesConfig, ShapesDataset
+from mrcnn_tf.losses import LOSS_NAMES
+
+
+class TinyConfig(ShapesConfig):
+    NAME = "tiny"
+    IMAGES_PER_GPU = 2
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    RPN_ANCHOR_SCALES = (8, 16, 24, 32, 48)
+    TOP_DOWN_PYRAMID_SIZE = 32
+    FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    MASK_HEAD_CHANNELS = 32
+    TRAIN_ROIS_PER_IMAGE = 16
+    POST_NMS_ROIS_TRAINING = 64
+    POST_NMS_ROIS_INFERENCE = 32
+    DETECTION_MAX_INSTANCES = 8
+    STEPS_PER_EPOCH = 4
+    VALIDATION_STEPS = 1
+
+
+def shapes(count, seed, size=64, **kwargs):
+    dataset = ShapesDataset()
+    dataset.load_shapes(count, size, size, seed=seed, **kwargs)
+    dataset.prepare()
+    return dataset
+
+
+def test_inference_graph_outputs_and_parallel_heads(tmp_path):
+    config = TinyConfig()
+    model = MaskRCNN("inference", config, tmp_path)
+    names = {layer.name for layer in model.keras_model.layers}
+    for name in ("mrcnn_class_conv1", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask_conv1",
+                 "mrcnn_mask_conv4", "mrcnn_mask_deconv", "mrcnn_mask", "fpn_c5p5", "fpn_p2",
+                 "rpn_model", "ROI", "mrcnn_detection"):
+        assert name in names
+    outputs = model.keras_model.output
+    assert tuple(outputs["detections"].shape[1:]) == (config.DETECTION_MAX_INSTANCES, 6)
+    assert tuple(outputs["mrcnn_mask"].shape[1:]) == (config.DETECTION_MAX_INSTANCES, 28, 28,
+                                                      config.NUM_CLASSES)
+
+
+def test_training_graph_runs_box_and_mask_heads_on_the_same_rois(tmp_path):
+    model = MaskRCNN("training", TinyConfig(), tmp_path).keras_model
+    box_pool = model.get_layer("roi_align_classifier")
+    mask_pool = model.get_layer("roi_align_mask")
+    # Both heads pool from the sampled RoIs of the target layer (the mask head
+    # from the leading, possibly-positive rows of the same tensor).
+    assert box_pool.input[0] is model.get_layer("proposal_targets").output[0]
+    assert mask_pool.input[0].shape[1] == round(16 * 0.33)
+
+
+@pytest.mark.slow
+def test_resnet50_fpn_has_the_papers_size(tmp_path):
+    class CocoLike(Config):
+        NAME = "coco"
+        BACKBONE = "resnet50"
+        NUM_CLASSES = 81
+        IMAGES_PER_GPU = 1
+        IMAGE_MIN_DIM = 256
+        IMAGE_MAX_DIM = 256
+
+    model = MaskRCNN("inference", CocoLike(), tmp_path)
+    count = model.keras_model.count_params()
+    print(f"R50-FPN Mask R-CNN parameters: {count:,}")
+    # The classic Keras R50-FPN Mask R-CNN (7x7 conv fc layers) has ~44.7M weights.
+    assert 43e6 < count < 46.5e6
+    for name in ("conv1", "bn_conv1", "res2a_branch2a", "bn2a_branch2a", "res4f_branch2c",
+                 "res5c_branch2c"):
+        assert model.keras_model.get_layer(name) is not None
+
+
+def test_generator_batches_have_fixed_shapes_and_valid_targets():
+    config = TinyConfig()
+    dataset = shapes(6, seed=3)
+    generator = DataGenerator(dataset, config, shuffle=True, seed=0)
+    assert len(generator) == math.ceil(6 / config.BATCH_SIZE)
+    batch = generator[0]
+    assert batch["input_image"].shape == (2, 64, 64, 3)
+    assert batch["input_gt_class_ids"].shape == (2, config.MAX_GT_INSTANCES)
+    assert batch["input_gt_masks"].shape == (2, 28, 28, config.MAX_GT_INSTANCES)
+    assert batch["input_rpn_bbox"].shape == (2, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4)
+    match = batch["input_rpn_match"][..., 0]
+    assert ((match == 1).sum(axis=1) >= 1).all()  # every object gets an anchor
+    assert ((match != 0).sum(axis=1) <= config.RPN_TRAIN_ANCHORS_PER_IMAGE).all()
+    # Same seed, same batch: reproducible data.
+    again = DataGenerator(dataset, config, shuffle=True, seed=0)[0]
+    np.testing.assert_array_equal(again["input_image"], batch["input_image"])
+    np.testing.assert_array_equal(again["input_rpn_match"], batch["input_rpn_match"])
+
+
+@pytest.mark.slow
+def test_fit_lowers_every_loss_and_detect_is_well_formed(tmp_path):
+    keras.utils.set_random_seed(0)
+    config = TinyConfig(LEARNING_RATE=0.02)
+    train = shapes(4, seed=1)
+    trainer = MaskRCNN("training", config, tmp_path)
+    generator = DataGenerator(train, config, shuffle=False, seed=0, batches_per_epoch=2)
+    trainer.set_trainable("all")
+    trainer.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+    history = trainer.keras_model.fit(generator, epochs=25, verbose=0).history
+    assert set(LOSS_NAMES) <= set(history)
+    first, last = history["loss"][0], np.mean(history["loss"][-3:])
+    assert np.isfinite(history["loss"]).all()
+    assert last < 0.6 * first, (first, last)
+
+    trainer.save_weights(str(tmp_path / "w.h5"))
+    detector = MaskRCNN("inference", TinyConfig(DETECTION_MIN_CONFIDENCE=0.3), tmp_path)
+    report = detector.load_weights(str(tmp_path / "w.h5"))
+    assert not report.mismatched and not report.missing
+    images = [train.load_image(0), np.zeros((40, 90, 3), np.uint8)]
+    results = detector.detect(images)
+    assert len(results) == 2
+    for image, result in zip(images, results):
+        n = len(result["class_ids"])
+        assert result["rois"].dtype == np.int32 and result["rois"].shape == (n, 4)
+        assert result["class_ids"].dtype == np.int32
+        assert result["scores"].dtype == np.float32 and (result["scores"] >= 0.3).all()
+        assert result["masks"].dtype == bool and result["masks"].shape == image.shape[:2] + (n,)
+        assert ((result["class_ids"] >= 1) & (result["class_ids"] < config.NUM_CLASSES)).all()
+    assert len(results[0]["class_ids"]) >= 1  # an overfit model finds its training objects
+
+
+@pytest.mark.slow
+def test_images_without_instances_train_without_nan(tmp_path):
+    keras.utils.set_random_seed(1)
+
+    class Empty(ShapesDataset):
+        def load_mask(self, image_id):
+            masks, class_ids = super().load_mask(image_id)
+            return masks[:, :, :0], class_ids[:0]
+
+    dataset = Empty()
+    dataset.load_shapes(2, 64, 64, seed=0)
+    dataset.prepare()
+    config = TinyConfig()
+    trainer = MaskRCNN("training", config, tmp_path)
+    trainer.set_trainable("all")
+    trainer.compile(0.01, 0.9)
+    history = trainer.keras_model.fit(DataGenerator(dataset, config, seed=0), epochs=2, verbose=0).history
+    for name in LOSS_NAMES:
+        assert np.isfinite(history[name]).all(), name
+    # No object: no positive anchor or RoI, so those losses are exactly zero.
+    for name in ("rpn_bbox_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"):
+        assert history[name][-1] == 0.0, name
+
+
+def test_detect_maps_boxes_and_masks_to_original_pixels(tmp_path):
+    """A known raw detection on a 100x200 image comes back in that image's pixels."""
+    config = TinyConfig(IMAGES_PER_GPU=1)
+    model = MaskRCNN("inference", config, tmp_path)
+    # square mode, 64x64: scale 64/200 = 0.32 -> 32x64, padded 16 rows on top.
+    box_px = np.array([25.0, 50.0, 75.0, 150.0])          # original pixels
+    molded = box_px * 0.32 + np.array([16, 0, 16, 0])     # molded pixels
+    detections = np.zeros([1, config.DETECTION_MAX_INSTANCES, 6], np.float32)
+    detections[0, 0] = [*(molded / 64.0), 2, 0.9]
+    masks = np.zeros([1, config.DETECTION_MAX_INSTANCES, 28, 28, config.NUM_CLASSES], np.float32)
+    masks[0, 0, :, :14, 2] = 1.0                            # left half of the box, class 2 only
+    masks[0, 0, :, :, 1] = 1.0                              # another class's mask: must be ignored
+
+    def fake_predict(inputs, **kwargs):
+        assert inputs["input_image"].shape == (1, 64, 64, 3)
+        np.testing.assert_allclose(inputs["input_image_meta"][0, 7:11], [16, 0, 48, 64])
+        return {"detections": detections, "mrcnn_mask": masks}
+
+    model.keras_model.predict = fake_predict
+    result = model.detect([np.zeros((100, 200, 3), np.uint8)])[0]
+    np.testing.assert_array_equal(result["rois"], [[25, 50, 75, 150]])
+    assert result["class_ids"].tolist() == [2]
+    np.testing.assert_allclose(result["scores"], [0.9])
+    mask = result["masks"][:, :, 0]
+    assert mask.shape == (100, 200)
+    assert mask[25:75, 50:100].all() and not mask[:, 100:].any() and not mask[:25].any()
+
+
+def test_bad_mode_and_wrong_mode_calls(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        MaskRCNN("serving", TinyConfig(), tmp_path)
+    model = MaskRCNN("inference", TinyConfig(), tmp_path)
+    with pytest.raises(ValueError, match="training"):
+        model.train(shapes(2, 0), None, 0.01, 1, "heads")
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        model.detect([np.zeros((10, 10), np.uint8)])
+
+
+def test_bad_annotations_name_the_image(tmp_path):
+    class BadClass(ShapesDataset):
+        def load_mask(self, image_id):
+            masks, class_ids = super().load_mask(image_id)
+            return masks, np.full_like(class_ids, 9)
+
+    dataset = BadClass()
+    dataset.load_shapes(2, 64, 64, seed=0)
+    dataset.prepare()
+    with pytest.raises(ValueError, match=r"image 0 .*class id 9"):
+        DataGenerator(dataset, TinyConfig(), seed=0)[0]
+
+    class WrongSize(ShapesDataset):
+        def load_mask(self, image_id):
+            masks, class_ids = super().load_mask(image_id)
+            return masks[:10], class_ids
+
+    dataset = WrongSize()
+    dataset.load_shapes(2, 64, 64, seed=0)
+    dataset.prepare()
+    with pytest.raises(ValueError, match=r"image 0 .*masks have shape"):
+        DataGenerator(dataset, TinyConfig(), seed=0)[0]
+
+
+def test_stage_regexes_freeze_the_backbone_and_bn(tmp_path):
+    model = MaskRCNN("training", TinyConfig(), tmp_path)
+    model.set_trainable("heads")
+    layers = {layer.name: layer for layer in model.keras_model.layers}
+    assert not layers["small_stage3_conv1"].trainable
+    assert layers["mrcnn_mask_conv1"].trainable and layers["fpn_p2"].trainable
+    assert not layers["mrcnn_mask_bn1"].trainable  # TRAIN_BN = False keeps BN frozen
+    model.set_trainable("4+")
+    assert layers["small_stage4_conv1"].trainable and not layers["small_stage3_conv1"].trainable
