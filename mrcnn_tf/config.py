@@ -135,7 +135,7 @@ _POSITIVE_INTS = (
     "DETECTION_MAX_INSTANCES")
 _UNIT_INTERVAL = ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
                   "LEARNING_MOMENTUM")
-_BOOLS = ("USE_MINI_MASK", "TRAIN_BN", "FILTER_EMPTY_IMAGES", "JIT_COMPILE")
+_BOOLS = ("USE_MINI_MASK", "TRAIN_BN", "FILTER_EMPTY_IMAGES")
 
 
 class Config:
@@ -193,7 +193,6 @@ class Config:
     GRADIENT_CLIP_NORM = 5.0  #: Clip gradients to this global norm; None: no clipping.
     FILTER_EMPTY_IMAGES = False  #: Skip training images without instances.
     MIXED_PRECISION = None  #: Keras dtype policy: None, 'mixed_float16' or 'mixed_bfloat16'.
-    JIT_COMPILE = False  #: Compile the training step with XLA.
 
     BATCH_SIZE = property(_batch_size, doc=DERIVED["BATCH_SIZE"][1])
     IMAGE_SHAPE = property(_image_shape, doc=DERIVED["IMAGE_SHAPE"][1])

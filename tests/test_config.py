@@ -28,7 +28,7 @@ EXPECTED_DEFAULTS = {
     "LOSS_WEIGHTS": {"rpn_class_loss": 1.0, "rpn_bbox_loss": 1.0, "mrcnn_class_loss": 1.0,
                      "mrcnn_bbox_loss": 1.0, "mrcnn_mask_loss": 1.0},
     "TRAIN_BN": False, "GRADIENT_CLIP_NORM": 5.0, "FILTER_EMPTY_IMAGES": False,
-    "MIXED_PRECISION": None, "JIT_COMPILE": False,
+    "MIXED_PRECISION": None,
 }
 
 
@@ -222,7 +222,7 @@ INVALID = [
     ("BACKBONE", "resnet152"), ("BACKBONE", 3),
     ("HEAD_NORM", "layer"), ("MIXED_PRECISION", "float16"),
     ("MINI_MASK_SHAPE", (56,)), ("MINI_MASK_SHAPE", (0, 56)), ("MINI_MASK_SHAPE", (56.0, 56)),
-    ("USE_MINI_MASK", 1), ("TRAIN_BN", None), ("FILTER_EMPTY_IMAGES", "no"), ("JIT_COMPILE", 0),
+    ("USE_MINI_MASK", 1), ("TRAIN_BN", None), ("FILTER_EMPTY_IMAGES", "no"),
 ]
 
 

@@ -30,11 +30,13 @@ def _graph_equals_eager(layer, inputs, canon=lambda out: out):
     syms = [keras.Input(shape=x.shape[1:], dtype=str(x.dtype)) for x in xs]
     model = keras.Model(syms, layer(syms[0] if single else syms))
     graph = model.predict(xs[0] if single else xs, batch_size=len(xs[0]), verbose=0)
-    eager = _np(layer(inputs))
-    for g, e in zip(*[[o] if not isinstance(o, list) else o for o in (canon(_np(graph)),
-                                                                        canon(eager))]):
+    graph, eager = canon(_np(graph)), canon(_np(layer(inputs)))
+    if not isinstance(eager, list):
+        graph, eager = [graph], [eager]
+    assert len(graph) == len(eager)
+    for g, e in zip(graph, eager):
+        assert g.shape == e.shape
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
-    return eager
 
 
 # --- hand cases, shared by the behaviour and the graph-mode tests --------------

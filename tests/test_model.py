@@ -225,3 +225,26 @@ def test_stage_regexes_freeze_the_backbone_and_bn(tmp_path):
     assert not layers["mrcnn_mask_bn1"].trainable  # TRAIN_BN = False keeps BN frozen
     model.set_trainable("4+")
     assert layers["small_stage4_conv1"].trainable and not layers["small_stage3_conv1"].trainable
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_finite_float32_losses(tmp_path, policy):
+    keras.utils.set_random_seed(2)
+    config = TinyConfig(MIXED_PRECISION=policy)
+    trainer = MaskRCNN("training", config, tmp_path)
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # global policy restored
+    assert trainer.keras_model.get_layer("fpn_p2").compute_dtype == policy.split("_")[1]
+    trainer.set_trainable("all")
+    trainer.compile(0.01, 0.9)
+    history = trainer.keras_model.fit(DataGenerator(shapes(2, seed=4), config, seed=0),
+                                      epochs=2, verbose=0).history
+    for name in ("loss", *LOSS_NAMES):
+        assert np.isfinite(history[name]).all(), name
+    detector = MaskRCNN("inference", config, tmp_path)
+    outputs = detector.keras_model.predict(
+        {"input_image": np.zeros([1, 64, 64, 3], np.float32),
+         "input_image_meta": DataGenerator(shapes(1, seed=5), TinyConfig(IMAGES_PER_GPU=1), seed=0)[0]["input_image_meta"]},
+        verbose=0)
+    assert outputs["detections"].dtype == np.float32 and np.isfinite(outputs["detections"]).all()
+    assert outputs["mrcnn_mask"].dtype == np.float32

@@ -56,7 +56,7 @@ class MaskRCNN:
         self.model_dir = os.path.abspath(model_dir)
         self.epoch = 0
         self.log_dir = None
-        self.keras_model = build_keras_model(mode, config)
+        self.keras_model = _build_with_policy(mode, config)
 
     def __getattr__(self, name):
         # Only reached for names MaskRCNN lacks: forward to the Keras model.
@@ -140,7 +140,9 @@ class MaskRCNN:
             global_clipnorm=config.GRADIENT_CLIP_NORM)
         # Decay only kernels: decaying BN/GN scales and biases hurts (Goyal et al. 2017).
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        self.keras_model.compile(optimizer=optimizer, jit_compile=bool(config.JIT_COMPILE))
+        # XLA cannot compile CropAndResize or NMS, so the train step as a whole
+        # stays un-jitted ("auto" would try and fail).
+        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, verbose=1, seed=None, **fit_kwargs):
@@ -207,6 +209,21 @@ class MaskRCNN:
         return [unmold_detections(outputs["detections"][i], outputs["mrcnn_mask"][i],
                                   np.asarray(image).shape, molded.shape[1:], windows[i])
                 for i, image in enumerate(images)]
+
+
+def _build_with_policy(mode, config):
+    """Build under the configured mixed-precision policy, then restore the global one.
+
+    Layers read the policy when constructed; the custom layers compute boxes in
+    float32 and the heads' outputs are float32, so losses stay float32.
+    """
+    previous = keras.mixed_precision.dtype_policy()
+    if config.MIXED_PRECISION:
+        keras.mixed_precision.set_dtype_policy(config.MIXED_PRECISION)
+    try:
+        return build_keras_model(mode, config)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def _all_layers(model):
