@@ -336,6 +336,21 @@ def test_rest_server_predicts_and_survives_bad_requests(exported):
 
 
 @pytest.mark.slow
+def test_pad64_batch_of_different_molded_sizes_matches_detect(tmp_path):
+    # 100x150 molds to 128x192 and 128x96 to 128x128: the batch pads to 128x192.
+    keras.utils.set_random_seed(11)
+    config = TinyConfig(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=256)
+    model = MaskRCNN("inference", config, model_dir=str(tmp_path / "logs"))
+    images = _images()
+    path = export_saved_model(model, str(tmp_path / "pad64"))
+    outputs = tf.saved_model.load(path).signatures["serving_default"](
+        images=tf.constant([_png(image) for image in images]))
+    outputs = {k: v.numpy() for k, v in outputs.items()}
+    for i, reference in enumerate(model.detect(images)):
+        _assert_matches_detect(outputs, i, reference)
+
+
+@pytest.mark.slow
 def test_training_model_exports_with_its_weights(tmp_path):
     keras.utils.set_random_seed(5)
     trainer = MaskRCNN("training", TinyConfig(), model_dir=str(tmp_path / "logs"))

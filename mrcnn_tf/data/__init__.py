@@ -21,6 +21,19 @@ from mrcnn_tf.data.transforms import (
 )
 
 from mrcnn_tf.data.generator import DataGenerator, load_image_gt
+from mrcnn_tf.data.coco import AnnotationFormatError, CocoDataset
+from mrcnn_tf.data.via import ViaDataset
+from mrcnn_tf.data.augment import (
+    ColorJitter,
+    Compose,
+    HorizontalFlip,
+    RandomCrop,
+    Rotate90,
+    ScaleJitter,
+    VerticalFlip,
+    default_augmentation,
+    from_albumentations,
+)
 
 __all__ = [
     "BACKGROUND_CLASS_ID",
@@ -41,4 +54,16 @@ __all__ = [
     "unmold_mask",
     "DataGenerator",
     "load_image_gt",
+    "AnnotationFormatError",
+    "CocoDataset",
+    "ViaDataset",
+    "ColorJitter",
+    "Compose",
+    "HorizontalFlip",
+    "RandomCrop",
+    "Rotate90",
+    "ScaleJitter",
+    "VerticalFlip",
+    "default_augmentation",
+    "from_albumentations",
 ]

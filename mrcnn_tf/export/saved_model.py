@@ -38,7 +38,9 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
     Args:
         model: a ``MaskRCNN``; a training-mode one is rebuilt in inference
             mode with the same config and its weights copied by layer name.
-        export_dir: the model base path; created if missing.
+        export_dir: the model base path; created if missing. Its basename
+            is the model name in the warm-up request (TF Serving's
+            ``--model_name`` is usually the same).
         version: int >= 1; default 1 + the largest existing integer
             subdirectory (1 if none).
         class_names: NUM_CLASSES names, id order (class 0 is background);

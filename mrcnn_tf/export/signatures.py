@@ -149,6 +149,7 @@ def mold_batch(count, get_image, resize_args, mean_pixel, num_classes, max_image
     """
     molded_ta = tf.TensorArray(tf.float32, size=count, infer_shape=False, clear_after_read=False,
                                element_shape=tf.TensorShape([None, None, 3]))
+    molded_sizes_ta = tf.TensorArray(tf.int32, size=count, element_shape=[2])
     windows_ta = tf.TensorArray(tf.int32, size=count, element_shape=[4])
     sizes_ta = tf.TensorArray(tf.int32, size=count, element_shape=[2])
     scales_ta = tf.TensorArray(tf.float32, size=count, element_shape=[])
@@ -157,33 +158,30 @@ def mold_batch(count, get_image, resize_args, mean_pixel, num_classes, max_image
         image = check_image_size(get_image(i), max_image_size)
         molded, window, scale = resize_and_pad(image, *resize_args)
         molded_ta = molded_ta.write(i, molded)
+        molded_sizes_ta = molded_sizes_ta.write(i, tf.shape(molded)[:2])
         windows_ta = windows_ta.write(i, window)
         sizes_ta = sizes_ta.write(i, tf.shape(image)[:2])
         scales_ta = scales_ta.write(i, scale)
-    windows, sizes, scales = windows_ta.stack(), sizes_ta.stack(), scales_ta.stack()
-
-    molded_sizes = tf.map_fn(lambda i: tf.shape(molded_ta.read(i))[:2], tf.range(count),
-                             fn_output_signature=tf.int32)
-    batch_h, batch_w = tf.reduce_max(molded_sizes[:, 0]), tf.reduce_max(molded_sizes[:, 1])
+    windows = tf.cast(windows_ta.stack(), tf.float32)
+    sizes, scales = sizes_ta.stack(), scales_ta.stack()
+    batch_hw = tf.reduce_max(molded_sizes_ta.stack(), axis=0)
     mean = tf.constant(mean_pixel, tf.float32)
 
-    def pad_one(i):
+    def pad_one(i):  # bottom/right to the batch max, then mean-subtract (mold_image)
         molded = molded_ta.read(i)
-        shape = tf.shape(molded)
-        padded = tf.pad(molded, [[0, batch_h - shape[0]], [0, batch_w - shape[1]], [0, 0]])
-        return padded - mean
+        pad_hw = batch_hw - tf.shape(molded)[:2]
+        return tf.pad(molded, [[0, pad_hw[0]], [0, pad_hw[1]], [0, 0]]) - mean
 
     batch = tf.map_fn(pad_one, tf.range(count), fn_output_signature=tf.TensorSpec([None, None, 3]))
-    n = tf.shape(windows)[:1]
-    as_float = lambda x: tf.cast(x, tf.float32)  # noqa: E731
-    meta = tf.concat([
-        tf.zeros(tf.concat([n, [1]], 0)),                                   # image_id
-        as_float(sizes), tf.fill(tf.concat([n, [1]], 0), 3.0),             # original shape
-        tf.tile(as_float(tf.stack([[batch_h, batch_w, 3]])), tf.concat([n, [1]], 0)),  # molded
-        as_float(windows), scales[:, None],
-        tf.ones(tf.concat([n, [num_classes]], 0)),                          # active_class_ids
+    ones = tf.ones([count, 1])
+    meta = tf.concat([                                   # compose_image_meta's layout
+        0.0 * ones,                                      # image_id
+        tf.cast(sizes, tf.float32), 3.0 * ones,          # original (H, W, C)
+        tf.cast(batch_hw, tf.float32) * ones, 3.0 * ones,  # molded (H, W, C) of the batch
+        windows, scales[:, None],
+        tf.ones([count, num_classes]),                   # active_class_ids: all
     ], axis=1)
-    return batch, meta, as_float(windows), sizes
+    return batch, meta, windows, sizes
 
 
 def _axis_weights(start, end, out_len, limits, small_len):

@@ -19,7 +19,7 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     Per image, the ground-truth boxes are added to the proposals (so the
     heads see positives from the first step), then up to
-    ``P = round(rois_per_image * positive_ratio)`` positives (IoU >=
+    ``P = max(1, round(rois_per_image * positive_ratio))`` positives (IoU >=
     positive_iou with a non-crowd box) are drawn at random and the rest
     filled with negatives (IoU < positive_iou, and < 0.001 with every crowd
     box). Positives come first, so the mask head only needs the first P
@@ -48,6 +48,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_shape = tuple(check_positive_int(v, "mask_shape") for v in mask_shape)
         self.use_mini_mask = bool(use_mini_mask)
         self.positive_iou = check_fraction(positive_iou, "positive_iou")
+        if self.positive_iou <= 0.0:  # IoU 0 would make every RoI "match" even no ground truth
+            raise ValueError(f"positive_iou must be > 0, got {positive_iou!r}")
         self.max_positives = max(1, int(round(self.rois_per_image * self.positive_ratio)))
 
     def call(self, inputs):
