@@ -19,9 +19,12 @@ from mrcnn_tf.layers import (DetectionLayer, DetectionTargetLayer, MetaField, No
 MODES = ("training", "inference")
 
 
-def _image_input(config):
-    height, width = (None, None) if config.IMAGE_RESIZE_MODE in ("pad64", "none") \
-        else tuple(int(v) for v in config.IMAGE_SHAPE[:2])
+def _image_input(config, mode):
+    # Fixed sizes only where every molded image has one; "crop" trains on fixed
+    # crops but detects on whole (pad64-molded) images.
+    variable = config.IMAGE_RESIZE_MODE in ("pad64", "none") or (
+        config.IMAGE_RESIZE_MODE == "crop" and mode == "inference")
+    height, width = (None, None) if variable else tuple(int(v) for v in config.IMAGE_SHAPE[:2])
     return keras.Input((height, width, config.IMAGE_CHANNEL_COUNT), name="input_image")
 
 
@@ -56,7 +59,7 @@ def build_training_graph(config):
     """
     mini = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (None, None)
     inputs = {
-        "input_image": _image_input(config),
+        "input_image": _image_input(config, "training"),
         "input_image_meta": keras.Input((config.IMAGE_META_SIZE,), name="input_image_meta"),
         "input_rpn_match": keras.Input((None, 1), dtype="int32", name="input_rpn_match"),
         "input_rpn_bbox": keras.Input((None, 4), name="input_rpn_bbox"),
@@ -111,7 +114,7 @@ def build_inference_graph(config):
         ``rpn_bbox`` [B, A, 4], ``anchors`` [B, A, 4] for inspection.
     """
     inputs = {
-        "input_image": _image_input(config),
+        "input_image": _image_input(config, "inference"),
         "input_image_meta": keras.Input((config.IMAGE_META_SIZE,), name="input_image_meta"),
     }
     meta = inputs["input_image_meta"]

@@ -1,0 +1,195 @@
+"""ViaDataset on the real balloon files, on a VIA 2.x file written here, and errors."""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mrcnn_tf.data.coco import AnnotationFormatError
+from mrcnn_tf.data.transforms import extract_bboxes
+from mrcnn_tf.data.via import ViaDataset
+
+BALLOON = "/work/shared/data/balloon"
+needs_balloon = pytest.mark.skipif(not os.path.isdir(BALLOON), reason="balloon data not present")
+
+
+def read_regions(subset):
+    """{file name: [region]} read straight from the JSON, independently of ViaDataset."""
+    with open(os.path.join(BALLOON, subset, "via_region_data.json")) as handle:
+        data = json.load(handle)
+    return {entry["filename"]: list(entry["regions"].values()) for entry in data.values()}
+
+
+def shoelace(xs, ys):
+    return 0.5 * abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
+
+
+@pytest.fixture(scope="module")
+def balloon_train():
+    return ViaDataset.from_directory(os.path.join(BALLOON, "train"))
+
+
+@needs_balloon
+@pytest.mark.parametrize("subset, expected", [("train", 61), ("val", 13)])
+def test_balloon_counts(subset, expected):
+    regions = read_regions(subset)
+    assert len(regions) == expected
+    ds = ViaDataset.from_directory(os.path.join(BALLOON, subset))
+    assert ds.num_images == expected
+    assert ds.class_names == ["BG", "object"]  # balloon regions have no attributes
+    assert sorted(info["id"] for info in ds.image_info) == sorted(regions)
+    assert sum(len(info["regions"]) for info in ds.image_info) == sum(
+        len(r) for r in regions.values())
+
+
+@needs_balloon
+def test_balloon_images_and_masks(balloon_train):
+    ds = balloon_train
+    regions = read_regions("train")
+    for image_id in (0, 17, 30, 45, 60):  # a handful: full-size JPEG decoding is slow
+        info = ds.image_info[image_id]
+        image = ds.load_image(image_id)
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        assert image.shape[:2] == (info["height"], info["width"])  # header size is right
+        masks, class_ids = ds.load_mask(image_id)
+        assert masks.shape == image.shape[:2] + (len(regions[info["id"]]),)
+        np.testing.assert_array_equal(class_ids, np.ones(masks.shape[2]))
+        assert masks.any(axis=(0, 1)).all()
+        boxes = extract_bboxes(masks)
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= image.shape[0]).all() \
+            and (boxes[:, 3] <= image.shape[1]).all()
+        # Mask area against the polygon's analytic area (boundary pixels differ).
+        for i, region in enumerate(regions[info["id"]]):
+            shape = region["shape_attributes"]
+            xs, ys = np.array(shape["all_points_x"]), np.array(shape["all_points_y"])
+            perimeter = np.hypot(np.diff(xs, append=xs[0]), np.diff(ys, append=ys[0])).sum()
+            assert abs(masks[:, :, i].sum() - shoelace(xs, ys)) <= perimeter
+            # The box follows the polygon's extent (clipped to the image).
+            assert boxes[i, 1] == pytest.approx(max(xs.min(), 0), abs=1)
+            assert boxes[i, 3] == pytest.approx(min(xs.max(), image.shape[1]), abs=1)
+
+
+@needs_balloon
+def test_balloon_all_masks_non_empty_and_inside(balloon_train):
+    for image_id in balloon_train.image_ids:
+        info = balloon_train.image_info[image_id]
+        masks, _ = balloon_train.load_mask(image_id)
+        assert masks.shape[:2] == (info["height"], info["width"])
+        assert masks.shape[2] == len(info["regions"]) > 0
+        assert masks.any(axis=(0, 1)).all()
+
+
+# ----------------------------------------------------------- a VIA 2.x project
+H, W = 60, 100
+
+
+def region(shape, **attributes):
+    return {"shape_attributes": shape, "region_attributes": attributes}
+
+
+def via2_regions():
+    return [
+        region({"name": "rect", "x": 10, "y": 5, "width": 30, "height": 15}, kind="car"),
+        region({"name": "circle", "cx": 70, "cy": 30, "r": 12}, kind="tree"),
+        region({"name": "ellipse", "cx": 30, "cy": 42, "rx": 16, "ry": 6, "theta": math.pi / 4},
+               kind="person"),
+        region({"name": "polyline", "all_points_x": [60, 95, 95], "all_points_y": [50, 50, 58]},
+               kind="car"),
+        region({"name": "point", "cx": 3, "cy": 3}, kind="car"),             # no area: dropped
+        region({"name": "rect", "x": 1, "y": 1, "width": 0, "height": 5}, kind="car"),  # dropped
+    ]
+
+
+def write_via(directory, regions_by_file, project=True, name="via_region_data.json"):
+    os.makedirs(directory, exist_ok=True)
+    metadata = {}
+    for file_name, regions in regions_by_file.items():
+        if not os.path.exists(os.path.join(directory, file_name)):
+            Image.new("RGB", (W, H), (90, 120, 30)).save(os.path.join(directory, file_name))
+        metadata[file_name + "123"] = {"filename": file_name, "size": 123, "regions": regions,
+                                       "file_attributes": {}}
+    data = {"_via_settings": {}, "_via_img_metadata": metadata,
+            "_via_attributes": {"region": {}, "file": {}}} if project else metadata
+    with open(os.path.join(directory, name), "w") as handle:
+        json.dump(data, handle)
+    return directory
+
+
+def test_via2_shapes_classes_and_areas(tmp_path):
+    write_via(tmp_path, {"a.png": via2_regions(), "empty.png": []})
+    with pytest.warns(UserWarning, match="dropped 2 zero-area region"):
+        ds = ViaDataset.from_directory(tmp_path, class_attribute="kind")
+    assert ds.class_names == ["BG", "car", "person", "tree"]
+    assert ds.num_images == 2
+    masks, class_ids = ds.load_mask(0)
+    np.testing.assert_array_equal(class_ids, [1, 3, 2, 1])
+    # rect: exactly rows 5..19, columns 10..39 (pixel i covers [i, i+1)).
+    expected = np.zeros([H, W], bool)
+    expected[5:20, 10:40] = True
+    np.testing.assert_array_equal(masks[:, :, 0], expected)
+    assert masks[:, :, 1].sum() == pytest.approx(math.pi * 12 ** 2, rel=0.05)
+    assert masks[:, :, 2].sum() == pytest.approx(math.pi * 16 * 6, rel=0.08)
+    assert masks[:, :, 3].sum() == pytest.approx(0.5 * 35 * 8, rel=0.15)
+    # theta turns the long axis clockwise on screen: down-right is in, up-right out.
+    d = 11 / math.sqrt(2)
+    assert masks[int(42 + d), int(30 + d), 2] and not masks[int(42 - d), int(30 + d), 2]
+    empty_masks, empty_ids = ds.load_mask(1)  # images without regions are negatives
+    assert empty_masks.shape == (H, W, 0) and empty_ids.shape == (0,)
+
+
+def test_via1_layout_clipping_and_default_class(tmp_path):
+    regions = {str(i): r for i, r in enumerate(via2_regions()[:3])}
+    regions["1"] = region({"name": "circle", "cx": 95, "cy": 55, "r": 10}, kind="car")  # clipped
+    write_via(tmp_path, {"a.png": regions}, project=False)
+    ds = ViaDataset.from_directory(tmp_path / "via_region_data.json")  # a file path works too
+    assert ds.class_names == ["BG", "object"]  # values differ: one class "object"
+    masks, class_ids = ds.load_mask(0)
+    np.testing.assert_array_equal(class_ids, [1, 1, 1])
+    # The clipped circle keeps only its in-image quarter (plus the axes).
+    assert 0.2 * math.pi * 100 < masks[:, :, 1].sum() < 0.35 * math.pi * 100
+
+
+def test_single_attribute_value_names_the_class(tmp_path):
+    shape = {"name": "rect", "x": 10, "y": 5, "width": 30, "height": 15}
+    write_via(tmp_path, {"a.png": [region(shape, kind="balloon"), region(shape, kind="balloon")]})
+    assert ViaDataset.from_directory(tmp_path).class_names == ["BG", "balloon"]
+
+
+@pytest.mark.parametrize("regions, message", [
+    ([{"region_attributes": {}}], r"missing required key \['a.png123'\]\.regions\[0\]\.shape_attributes"),
+    ([region({"name": "polygon", "all_points_y": [1, 5, 9]})],
+     r"missing required key \['a.png123'\]\.regions\[0\]\.shape_attributes\.all_points_x"),
+    ([region({"name": "hexagon"})], r"unknown shape 'hexagon'"),
+    ([region({"name": "circle", "cx": 3, "cy": 4})], r"shape_attributes\.r\b"),
+    ([region({"name": "rect", "x": 1, "y": 1, "width": 4, "height": 5})],
+     r"missing required key .*region_attributes\.kind"),
+])
+def test_region_errors(tmp_path, regions, message):
+    write_via(tmp_path, {"a.png": regions})
+    with pytest.raises(AnnotationFormatError, match=message):
+        ViaDataset.from_directory(tmp_path, class_attribute="kind")
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="via_region_data.json"):
+        ViaDataset.from_directory(tmp_path)
+    (tmp_path / "via_region_data.json").write_text('{"a.png": {"filename": "a.png",,}}')
+    with pytest.raises(AnnotationFormatError, match=r"not valid JSON: .* line 1 column 33"):
+        ViaDataset.from_directory(tmp_path)
+
+    write_via(tmp_path / "d", {"a.png": []})
+    os.remove(tmp_path / "d" / "a.png")
+    with pytest.raises(FileNotFoundError, match=r"image file 'a.png' does not exist"):
+        ViaDataset.from_directory(tmp_path / "d")
+
+    write_via(tmp_path / "e", {"a.png": []})
+    shutil.copy(tmp_path / "e" / "a.png", tmp_path / "outside.png")
+    data = json.loads((tmp_path / "e" / "via_region_data.json").read_text())
+    data["_via_img_metadata"]["a.png123"]["filename"] = "../outside.png"
+    (tmp_path / "e" / "via_region_data.json").write_text(json.dumps(data))
+    with pytest.raises(AnnotationFormatError, match=r"'\.\./outside\.png' points outside"):
+        ViaDataset.from_directory(tmp_path / "e")
