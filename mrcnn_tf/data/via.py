@@ -102,6 +102,7 @@ def _parse_shape(shape, where):
     if name == "point":
         return None
     if name == "rect":
+        values["name"] = "rect"
         return values if values["width"] > 0 and values["height"] > 0 else None
     if name == "circle":
         values.update(rx=values["r"], ry=values["r"])
