@@ -40,15 +40,13 @@ def box_head_graph(rois, image_shape, feature_maps, num_classes, rois_per_image,
     shared = layers.Flatten(name="pool_squeeze")(x)
 
     logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    probs = layers.Activation("softmax", dtype="float32", name="mrcnn_class_probs")(logits)
     deltas = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
     deltas = layers.Reshape((num_classes, 4), name="mrcnn_bbox")(deltas)
 
-    split = SplitRoiBatch(rois_per_image, name="mrcnn_class_split_rois")
-    logits = layers.Activation("linear", dtype="float32", name="mrcnn_class_logits_out")(split(logits))
-    probs = SplitRoiBatch(rois_per_image, name="mrcnn_class_probs_split")(probs)
-    deltas = layers.Activation("linear", dtype="float32", name="mrcnn_bbox_out")(
-        SplitRoiBatch(rois_per_image, name="mrcnn_bbox_split_rois")(deltas))
+    # Back to [B, N, ...], in float32 whatever the compute policy (losses, NMS).
+    logits = SplitRoiBatch(rois_per_image, dtype="float32", name="mrcnn_class_split_rois")(logits)
+    deltas = SplitRoiBatch(rois_per_image, dtype="float32", name="mrcnn_bbox_split_rois")(deltas)
+    probs = layers.Activation("softmax", dtype="float32", name="mrcnn_class_probs")(logits)
     return logits, probs, deltas
 
 
@@ -68,7 +66,6 @@ def mask_head_graph(rois, image_shape, feature_maps, num_classes, rois_per_image
         x = layers.Activation("relu")(_norm(norm, f"mrcnn_mask_bn{i}")(x))
     x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     logits = layers.Conv2D(num_classes, 1, name="mrcnn_mask")(x)
-    logits = layers.Activation("linear", dtype="float32", name="mrcnn_mask_logits_f32")(logits)
-    logits = SplitRoiBatch(rois_per_image, name="mrcnn_mask_split_rois")(logits)
+    logits = SplitRoiBatch(rois_per_image, dtype="float32", name="mrcnn_mask_split_rois")(logits)
     probs = layers.Activation("sigmoid", dtype="float32", name="mrcnn_mask_probs")(logits)
     return probs, logits
