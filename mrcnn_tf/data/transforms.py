@@ -11,12 +11,10 @@ original image. Resizing maps pixel centres onto pixel centres
 import numpy as np
 from skimage.transform import resize
 
+from mrcnn_tf.image_meta import META_FIELDS, META_FIXED_LENGTH
+
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 PAD64 = 64
-# Layout of the image-meta vector (docs/CONTRACTS.md).
-META_FIELDS = (("image_id", 1), ("original_image_shape", 3), ("image_shape", 3),
-               ("window", 4), ("scale", 1))
-META_FIXED_LENGTH = sum(length for _, length in META_FIELDS)  # 12
 
 
 def _resize_bilinear(array, out_hw):

@@ -7,19 +7,9 @@ serialises with ``get_config``.
 import keras
 import tensorflow as tf
 
+from mrcnn_tf.image_meta import META_COLUMNS
 from mrcnn_tf.layers.common import check_positive_int
 from mrcnn_tf.ops.anchors import generate_pyramid_anchors
-
-# Column ranges of the image-meta vector (docs/CONTRACTS.md).
-META_FIELDS = {
-    "image_id": (0, 1),
-    "original_image_shape": (1, 4),
-    "image_shape": (4, 7),
-    "window": (7, 11),
-    "scale": (11, 12),
-    "active_class_ids": (12, None),
-}
-
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")
 class PyramidAnchors(keras.layers.Layer):
@@ -61,16 +51,17 @@ class MetaField(keras.layers.Layer):
 
     def __init__(self, field, normalized=False, **kwargs):
         super().__init__(**kwargs)
-        if field not in META_FIELDS:
-            raise ValueError(f"field must be one of {sorted(META_FIELDS)}, got {field!r}")
+        if field not in META_COLUMNS:
+            raise ValueError(f"field must be one of {sorted(META_COLUMNS)}, got {field!r}")
         self.field = field
         self.normalized = bool(normalized)
 
     def call(self, image_meta):
-        start, end = META_FIELDS[self.field]
+        start, end = META_COLUMNS[self.field]
         value = tf.cast(image_meta[:, start:end], tf.float32)
         if self.normalized:
-            hw = image_meta[:, 4:6]
+            start = META_COLUMNS["image_shape"][0]
+            hw = image_meta[:, start:start + 2]
             value = value / tf.cast(tf.concat([hw, hw], axis=1), tf.float32)
         return value
 

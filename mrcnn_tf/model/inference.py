@@ -3,6 +3,9 @@
 import numpy as np
 
 from mrcnn_tf.data.transforms import compose_image_meta, mold_image, resize_image, unmold_mask
+from mrcnn_tf.image_meta import META_COLUMNS
+
+IMAGE_SHAPE_COLUMN = META_COLUMNS["image_shape"][0]
 
 
 def mold_inputs(images, config):
@@ -35,7 +38,7 @@ def mold_inputs(images, config):
                             [len(resized), height, width, config.IMAGE_CHANNEL_COUNT]).copy()
     for i, molded in enumerate(resized):
         batch[i, :molded.shape[0], :molded.shape[1]] = mold_image(molded, config.MEAN_PIXEL)
-        metas[i][4:6] = (height, width)
+        metas[i][IMAGE_SHAPE_COLUMN:IMAGE_SHAPE_COLUMN + 2] = (height, width)
     return batch, np.stack(metas), np.array(windows, np.int32)
 
 
