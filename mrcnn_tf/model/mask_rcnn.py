@@ -26,6 +26,29 @@ TRAINING_STAGES = {
 CHECKPOINT_PATTERN = re.compile(r"mask_rcnn_.*_(\d{4})\.h5$")
 
 
+def latest_checkpoint(model_dir, name=None):
+    """Newest checkpoint of the newest run ``model_dir/<name><timestamp>/``.
+
+    Args:
+        model_dir: directory holding training runs.
+        name: the config NAME the runs start with; None accepts any run.
+    Raises:
+        FileNotFoundError naming ``model_dir`` when there is no checkpoint.
+    """
+    prefix = (name or "").lower()
+    runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                  if d.startswith(prefix) and os.path.isdir(os.path.join(model_dir, d)))
+    # Timestamps sort runs of one name; across names, the newest directory wins.
+    runs.sort(key=lambda d: os.path.getmtime(os.path.join(model_dir, d)))
+    for run in reversed(runs):
+        run_dir = os.path.join(model_dir, run)
+        checkpoints = sorted(f for f in os.listdir(run_dir) if CHECKPOINT_PATTERN.search(f))
+        if checkpoints:
+            return os.path.join(run_dir, checkpoints[-1])
+    raise FileNotFoundError(f"no checkpoint{' of ' + repr(prefix) if prefix else ''} found under "
+                            f"{os.path.abspath(model_dir)}")
+
+
 class WeightsCheckpoint(keras.callbacks.Callback):
     """Saves the weights by layer name after every epoch, atomically."""
 
@@ -70,15 +93,7 @@ class MaskRCNN:
 
         Raises FileNotFoundError naming ``model_dir`` when there is none.
         """
-        prefix = self.config.NAME.lower()
-        runs = sorted(d for d in (os.listdir(self.model_dir) if os.path.isdir(self.model_dir) else [])
-                      if d.startswith(prefix) and os.path.isdir(os.path.join(self.model_dir, d)))
-        for run in reversed(runs):
-            run_dir = os.path.join(self.model_dir, run)
-            checkpoints = sorted(f for f in os.listdir(run_dir) if CHECKPOINT_PATTERN.search(f))
-            if checkpoints:
-                return os.path.join(run_dir, checkpoints[-1])
-        raise FileNotFoundError(f"no checkpoint of '{prefix}' found under {self.model_dir}")
+        return latest_checkpoint(self.model_dir, self.config.NAME)
 
     def load_weights(self, filepath, by_name=True, exclude=None):
         """Load weights saved by this package or a classic Keras ``.h5`` file.

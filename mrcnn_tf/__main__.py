@@ -1,0 +1,7 @@
+"""``python -m mrcnn_tf``: the same command line as ``mrcnn-tf``."""
+
+import sys
+
+from mrcnn_tf.cli import main
+
+sys.exit(main())
