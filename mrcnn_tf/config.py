@@ -152,6 +152,7 @@ class Config:
     STEPS_PER_EPOCH = 1000  #: Training steps per epoch.
     VALIDATION_STEPS = 50  #: Validation steps at the end of each epoch.
     BACKBONE = "resnet101"  #: 'resnet50', 'resnet101', 'small' or a callable -> [C2..C5].
+    BACKBONE_WEIGHTS = None  #: None, 'imagenet' or a path: Keras Applications ResNet weights for the backbone.
     BACKBONE_STRIDES = (4, 8, 16, 32, 64)  #: Stride of each pyramid level P2..P6, in pixels.
     FPN_CLASSIF_FC_LAYERS_SIZE = 1024  #: Width of the two fully connected layers of the box head.
     TOP_DOWN_PYRAMID_SIZE = 256  #: Channels of the FPN feature maps.
@@ -274,6 +275,11 @@ class Config:
                     if isinstance(backbone, str) and "." in backbone else "")
             raise ValueError(f"BACKBONE must be one of {BACKBONES} or a callable, "
                              f"got {backbone!r}{hint}")
+        weights = self.BACKBONE_WEIGHTS
+        if weights is not None and not (isinstance(weights, str) and weights):
+            raise ValueError(f"BACKBONE_WEIGHTS must be None, 'imagenet' or a file path, got {weights!r}")
+        if weights is not None and backbone not in ("resnet50", "resnet101"):
+            raise ValueError(f"BACKBONE_WEIGHTS needs BACKBONE 'resnet50' or 'resnet101', got {backbone!r}")
         self._validate_image_dims()
         self._validate_sequences()
         self._validate_loss_weights()

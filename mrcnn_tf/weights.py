@@ -145,3 +145,101 @@ def _assign_layer(layer, stored, filepath, report):
     for variable, value in updates:
         variable.assign(value)
     report.loaded.append(layer.name)
+
+
+# ------------------------------------------------------------------ ImageNet
+# The files Keras Applications downloads; with no network they must be put here by hand.
+IMAGENET_FILES = {
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet101": "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+_APPLICATION_LAYER = re.compile(r"conv(\d)_block(\d+)_(\d)_(conv|bn)")
+_BRANCH = {"0": "1", "1": "2a", "2": "2b", "3": "2c"}
+
+
+def classic_resnet_name(application_name):
+    """Keras Applications ResNet layer name -> classic name, or None if unmapped.
+
+    ``conv1_conv`` -> ``conv1``, ``conv1_bn`` -> ``bn_conv1``,
+    ``conv3_block2_1_conv`` -> ``res3b_branch2a``, ``conv4_block1_0_bn`` -> ``bn4a_branch1``.
+    """
+    if application_name == "conv1_conv":
+        return "conv1"
+    if application_name == "conv1_bn":
+        return "bn_conv1"
+    match = _APPLICATION_LAYER.fullmatch(application_name)
+    if not match:
+        return None
+    stage, block, branch, kind = match.groups()
+    letter = chr(ord("a") + int(block) - 1)
+    prefix = "res" if kind == "conv" else "bn"
+    return f"{prefix}{stage}{letter}_branch{_BRANCH[branch]}"
+
+
+def imagenet_weights_path(architecture, cache_dir=None):
+    """Where the ImageNet file for ``architecture`` must be; an error says so if absent."""
+    if architecture not in IMAGENET_FILES:
+        raise ValueError(f"ImageNet weights exist for {sorted(IMAGENET_FILES)}, not {architecture!r}")
+    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".keras", "models")
+    path = os.path.join(cache_dir, IMAGENET_FILES[architecture])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"ImageNet weights for {architecture} not found: put the Keras Applications file "
+            f"{IMAGENET_FILES[architecture]} at {path} (or set BACKBONE_WEIGHTS to its path); "
+            f"nothing is downloaded at run time")
+    return path
+
+
+def _application_weights(path, architecture):
+    """{application layer name: {variable short name: array}} from either file format."""
+    if path.endswith(".weights.h5"):  # Keras 3 format: read by structure through the model
+        import keras
+
+        builder = {"resnet50": keras.applications.ResNet50,
+                   "resnet101": keras.applications.ResNet101}[architecture]
+        reference = builder(weights=None, include_top=False)
+        reference.load_weights(path)
+        return {layer.name: {w.path.split("/")[-1]: w.numpy() for w in layer.weights}
+                for layer in reference.layers if layer.weights}
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in root.attrs:
+            raise ValueError(f"{path}: neither a Keras 3 .weights.h5 nor a classic HDF5 weights file")
+        stored = {}
+        for raw_name in root.attrs["layer_names"]:
+            name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
+            group = root[name]
+            names = [w.decode() if isinstance(w, bytes) else w for w in group.attrs.get("weight_names", [])]
+            if names:
+                stored[name] = {_file_key(w).split("/")[-1]: group[w][()] for w in names}
+        return stored
+
+
+def load_imagenet_backbone(keras_model, weights, architecture="resnet50"):
+    """Map Keras Applications ResNet weights onto the classic-named backbone.
+
+    Args:
+        keras_model: a model containing the ResNet layers (``conv1``, ``res2a_branch2a``, ...).
+        weights: "imagenet" (the file Keras Applications caches, see
+            :func:`imagenet_weights_path`), or a path to that file (classic HDF5) or to a
+            Keras 3 ``.weights.h5`` of ``keras.applications.ResNet50/101``.
+        architecture: "resnet50" or "resnet101".
+    Returns:
+        LoadReport; every backbone layer must load, or ValueError names the first that did not.
+    """
+    path = imagenet_weights_path(architecture) if weights == "imagenet" else weights
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    model_layers = {layer.name: layer for layer in _weighted_layers(keras_model)}
+    report = LoadReport()
+    for application_name, values in _application_weights(path, architecture).items():
+        classic = classic_resnet_name(application_name)
+        layer = model_layers.get(classic)
+        if layer is None:
+            report.skipped.append(application_name)
+            continue
+        _assign_layer(layer, {f"{classic}/{k}": v for k, v in values.items()}, path, report)
+    if report.mismatched:
+        raise ValueError(f"{path}: weights of {report.mismatched[0][0]} do not fit the backbone "
+                         f"(file {report.mismatched[0][2]}, model {report.mismatched[0][3]})")
+    return report

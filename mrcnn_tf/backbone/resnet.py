@@ -4,13 +4,16 @@ Layer names and weight shapes follow the original Keras ResNet50 and the
 classic Keras Mask R-CNN (``conv1``, ``bn_conv1``, ``res2a_branch2a``,
 ``bn2a_branch2a``, ...), so ImageNet and existing Mask R-CNN weight files
 map onto it by name. Stride sits in the first 1x1 convolution of a stage
-(the original "v1" layout those weights were trained with).
+and the stem pools as Keras Applications does (pad 1, 3x3/2 max pool), with
+its BatchNorm epsilon 1.001e-5: the geometry the ImageNet weights were
+trained with, so C5 equals ``keras.applications.ResNet50``'s output.
 """
 
 import keras
 from keras import layers
 
 # Residual blocks per stage (conv2_x .. conv5_x).
+BN_EPSILON = 1.001e-5
 STAGE_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
 
@@ -21,16 +24,16 @@ def _bottleneck(x, filters, stage, block, strides=1, projection=False):
     bn = f"bn{stage}{block}_branch"
     shortcut = x
     y = layers.Conv2D(f1, 1, strides=strides, name=conv + "2a")(x)
-    y = layers.BatchNormalization(epsilon=1e-5, name=bn + "2a")(y)
+    y = layers.BatchNormalization(epsilon=BN_EPSILON, name=bn + "2a")(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f2, 3, padding="same", name=conv + "2b")(y)
-    y = layers.BatchNormalization(epsilon=1e-5, name=bn + "2b")(y)
+    y = layers.BatchNormalization(epsilon=BN_EPSILON, name=bn + "2b")(y)
     y = layers.Activation("relu")(y)
     y = layers.Conv2D(f3, 1, name=conv + "2c")(y)
-    y = layers.BatchNormalization(epsilon=1e-5, name=bn + "2c")(y)
+    y = layers.BatchNormalization(epsilon=BN_EPSILON, name=bn + "2c")(y)
     if projection:
         shortcut = layers.Conv2D(f3, 1, strides=strides, name=conv + "1")(x)
-        shortcut = layers.BatchNormalization(epsilon=1e-5, name=bn + "1")(shortcut)
+        shortcut = layers.BatchNormalization(epsilon=BN_EPSILON, name=bn + "1")(shortcut)
     y = layers.Add(name=f"res{stage}{block}_add")([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
@@ -54,9 +57,10 @@ def resnet_graph(input_image, architecture="resnet50"):
         raise ValueError(f"architecture must be one of {sorted(STAGE_BLOCKS)}, got {architecture!r}")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(input_image)
     x = layers.Conv2D(64, 7, strides=2, name="conv1")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, name="bn_conv1")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, name="bn_conv1")(x)
     x = layers.Activation("relu")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)  # after ReLU, so 0 never wins the max
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
 
     outputs = []
     for stage, (blocks, width) in enumerate(zip(STAGE_BLOCKS[architecture], (64, 128, 256, 512)), 2):

@@ -10,7 +10,7 @@ import numpy as np
 from mrcnn_tf.data.generator import DataGenerator
 from mrcnn_tf.model.graph import MODES, build_keras_model
 from mrcnn_tf.model.inference import mold_inputs, unmold_detections
-from mrcnn_tf.weights import load_weights_by_name, save_weights_by_name
+from mrcnn_tf.weights import load_imagenet_backbone, load_weights_by_name, save_weights_by_name
 
 # Which layers each training stage trains (the classic stage names). Both the
 # ResNet names (res4a_branch2a, bn4a_...) and the small backbone's
@@ -80,6 +80,9 @@ class MaskRCNN:
         self.epoch = 0
         self.log_dir = None
         self.keras_model = _build_with_policy(mode, config)
+        if config.BACKBONE_WEIGHTS:
+            report = load_imagenet_backbone(self.keras_model, config.BACKBONE_WEIGHTS, config.BACKBONE)
+            print(f"backbone weights {config.BACKBONE_WEIGHTS}: {report}")
 
     def __getattr__(self, name):
         # Only reached for names MaskRCNN lacks: forward to the Keras model.
