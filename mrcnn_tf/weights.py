@@ -52,11 +52,17 @@ def _file_key(weight_name):
     return "/".join(parts[-2:])
 
 
-def save_weights_by_name(keras_model, filepath):
+OPTIMIZER_GROUP = "optimizer_state"
+
+
+def save_weights_by_name(keras_model, filepath, optimizer=None):
     """Write the model's weights in the classic layout, atomically.
 
     The file is written next to ``filepath`` and renamed over it, so a
     crash mid-write never leaves a truncated checkpoint under that name.
+    With ``optimizer``, its variables (iteration count, momentum slots) go
+    into the group ``optimizer_state`` of the same file, so weights and
+    optimizer state can never be out of step; classic readers ignore it.
     """
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
@@ -73,11 +79,44 @@ def save_weights_by_name(keras_model, filepath):
                 group.attrs["weight_names"] = np.array(names)
                 for name, variable in zip(names, layer.weights):
                     group.create_dataset(name.decode(), data=np.asarray(variable.numpy()))
+            if optimizer is not None and optimizer.built:
+                state = f.create_group(OPTIMIZER_GROUP)
+                state.attrs["paths"] = np.array([v.path.encode() for v in optimizer.variables])
+                for index, variable in enumerate(optimizer.variables):
+                    state.create_dataset(str(index), data=np.asarray(variable.numpy()))
         os.replace(tmp_path, filepath)
     except BaseException:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def read_optimizer_state(filepath):
+    """The optimizer variables saved with a checkpoint: list of (path, array), or None."""
+    with h5py.File(filepath, "r") as f:
+        if OPTIMIZER_GROUP not in f:
+            return None
+        state = f[OPTIMIZER_GROUP]
+        paths = [p.decode() if isinstance(p, bytes) else str(p) for p in state.attrs["paths"]]
+        return [(path, state[str(i)][()]) for i, path in enumerate(paths)]
+
+
+def restore_optimizer_state(optimizer, trainable_variables, saved):
+    """Build ``optimizer`` for ``trainable_variables`` and assign a saved state.
+
+    Returns True when restored; False (state left fresh) when the saved
+    state belongs to a different set of trainable variables, e.g. another
+    training stage, where momentum of other weights has no meaning.
+    """
+    if not optimizer.built:
+        optimizer.build(trainable_variables)
+    variables = optimizer.variables
+    if saved is None or len(saved) != len(variables) or any(
+            tuple(v.shape) != tuple(value.shape) for v, (_, value) in zip(variables, saved)):
+        return False
+    for variable, (_, value) in zip(variables, saved):
+        variable.assign(value)
+    return True
 
 
 def load_weights_by_name(keras_model, filepath, exclude=None):

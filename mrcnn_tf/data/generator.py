@@ -124,7 +124,11 @@ class DataGenerator(keras.utils.PyDataset):
         return np.random.default_rng([self.seed or 0, self.epoch]).permutation(self.image_ids)
 
     def on_epoch_end(self):
-        self.epoch += 1
+        self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch):
+        """Continue at ``epoch`` (its image order and random draws), e.g. when resuming."""
+        self.epoch = int(epoch)
         self._order = self._epoch_order()
 
     def __getitem__(self, index):

@@ -10,7 +10,8 @@ import numpy as np
 from mrcnn_tf.data.generator import DataGenerator
 from mrcnn_tf.model.graph import MODES, build_keras_model
 from mrcnn_tf.model.inference import mold_inputs, unmold_detections
-from mrcnn_tf.weights import load_imagenet_backbone, load_weights_by_name, save_weights_by_name
+from mrcnn_tf.weights import (load_imagenet_backbone, load_weights_by_name, read_optimizer_state,
+                              restore_optimizer_state, save_weights_by_name)
 
 # Which layers each training stage trains (the classic stage names). Both the
 # ResNet names (res4a_branch2a, bn4a_...) and the small backbone's
@@ -50,14 +51,15 @@ def latest_checkpoint(model_dir, name=None):
 
 
 class WeightsCheckpoint(keras.callbacks.Callback):
-    """Saves the weights by layer name after every epoch, atomically."""
+    """Saves weights by layer name and the optimizer state after every epoch, atomically."""
 
     def __init__(self, path_template):
         super().__init__()
         self.path_template = path_template
 
     def on_epoch_end(self, epoch, logs=None):
-        save_weights_by_name(self.model, self.path_template.format(epoch=epoch + 1))
+        save_weights_by_name(self.model, self.path_template.format(epoch=epoch + 1),
+                             optimizer=self.model.optimizer)
 
 
 class MaskRCNN:
@@ -79,6 +81,7 @@ class MaskRCNN:
         self.model_dir = os.path.abspath(model_dir)
         self.epoch = 0
         self.log_dir = None
+        self._saved_optimizer_state = None
         self.keras_model = _build_with_policy(mode, config)
         if config.BACKBONE_WEIGHTS:
             report = load_imagenet_backbone(self.keras_model, config.BACKBONE_WEIGHTS, config.BACKBONE)
@@ -115,9 +118,11 @@ class MaskRCNN:
             return None
         report = load_weights_by_name(self.keras_model, filepath, exclude=exclude)
         match = CHECKPOINT_PATTERN.search(os.path.basename(filepath))
-        if match:  # continue epoch numbering and the run directory
+        if match:  # continue epoch numbering, the run directory and the optimizer
             self.epoch = int(match.group(1))
             self.log_dir = os.path.dirname(os.path.abspath(filepath))
+            self._saved_optimizer_state = read_optimizer_state(filepath) if not exclude else None
+        print(f"{os.path.basename(filepath)}: {report}")
         return report
 
     def save_weights(self, filepath):
@@ -187,6 +192,8 @@ class MaskRCNN:
         if val_dataset is not None:
             val_generator = DataGenerator(val_dataset, config, shuffle=True, seed=seed,
                                           batches_per_epoch=config.VALIDATION_STEPS)
+        # A resumed run draws the data of the epochs it continues with, not epoch 1's again.
+        train_generator.set_epoch(self.epoch)
         log_dir = self.set_log_dir()
         config.to_json(os.path.join(log_dir, "config.json"))
         checkpoint = os.path.join(log_dir, f"mask_rcnn_{config.NAME.lower()}_{{epoch:04d}}.h5")
@@ -196,9 +203,19 @@ class MaskRCNN:
 
         self.set_trainable(layers)
         self.compile(learning_rate, config.LEARNING_MOMENTUM)
+        saved_state, self._saved_optimizer_state = self._saved_optimizer_state, None
+        if saved_state is not None:
+            # Resume exactly: momentum and iteration count as they were at the checkpoint.
+            restored = restore_optimizer_state(self.keras_model.optimizer,
+                                               self.keras_model.trainable_variables, saved_state)
+            print("optimizer state restored" if restored else
+                  "optimizer state not restored: the checkpoint trained other layers")
         history = self.keras_model.fit(
             train_generator, initial_epoch=self.epoch, epochs=epochs,
-            validation_data=val_generator, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+            validation_data=val_generator, callbacks=callbacks, verbose=verbose,
+            # The generator shuffles itself, seeded per epoch; Keras's own batch shuffle
+            # draws from Python's global RNG and would make resumed runs diverge.
+            shuffle=False, **fit_kwargs)
         self.epoch = max(self.epoch, epochs)
         return history
 
