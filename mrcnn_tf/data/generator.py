@@ -1,10 +1,12 @@
 """From a Dataset to training batches: load_image_gt and the DataGenerator."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
 
+from mrcnn_tf.data.dataset import ImageLoadError
 from mrcnn_tf.data.targets import build_rpn_targets
 from mrcnn_tf.data.transforms import (compose_image_meta, extract_bboxes, minimize_mask,
                                       mold_image, resize_image, resize_mask)
@@ -93,13 +95,18 @@ class DataGenerator(keras.utils.PyDataset):
         seed: makes the order, crops and augmentation reproducible.
         batches_per_epoch: len() of the generator; default one pass over
             the images. Larger values wrap around the (shuffled) images.
+        skip_bad_images: an image file that cannot be decoded is replaced by
+            the next readable one and recorded in ``skipped_images`` with a
+            warning; by default it raises ImageLoadError naming file and id.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``
             of ``keras.utils.PyDataset``.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, seed=None,
-                 batches_per_epoch=None, **kwargs):
+                 batches_per_epoch=None, skip_bad_images=False, **kwargs):
         super().__init__(**kwargs)
+        self.skip_bad_images = skip_bad_images
+        self.skipped_images = {}  # image id -> why it could not be read
         if len(dataset.image_ids) == 0:
             raise ValueError("the dataset has no images (did you call prepare()?)")
         self.dataset = dataset
@@ -112,8 +119,7 @@ class DataGenerator(keras.utils.PyDataset):
         if getattr(config, "FILTER_EMPTY_IMAGES", False):
             self.image_ids = np.array([i for i in self.image_ids if dataset.load_mask(i)[1].size])
         self.batches_per_epoch = batches_per_epoch or math.ceil(len(self.image_ids) / self.batch_size)
-        self.epoch = 0
-        self._order = self._epoch_order()
+        self.set_epoch(0)
 
     def __len__(self):
         return self.batches_per_epoch
@@ -123,26 +129,51 @@ class DataGenerator(keras.utils.PyDataset):
             return self.image_ids
         return np.random.default_rng([self.seed or 0, self.epoch]).permutation(self.image_ids)
 
-    def on_epoch_end(self):
-        self.set_epoch(self.epoch + 1)
+    def on_epoch_begin(self):
+        # Counted at epoch begin: Keras also calls on_epoch_end when it resets its
+        # iterator before the first epoch, so counting ends would be off by one.
+        if self._started:
+            self.set_epoch(self.epoch + 1)
+        self._started = True
 
     def set_epoch(self, epoch):
-        """Continue at ``epoch`` (its image order and random draws), e.g. when resuming."""
+        """Use ``epoch``'s image order and random draws (e.g. when resuming a run)."""
         self.epoch = int(epoch)
+        self._started = False
         self._order = self._epoch_order()
 
-    def __getitem__(self, index):
+    def _load(self, image_id, rng):
+        """load_image_gt, or with skip_bad_images the next readable image in place of a broken file."""
+        for offset in range(len(self.image_ids)):
+            candidate = self.image_ids[(int(np.searchsorted(self.image_ids, image_id)) + offset)
+                                       % len(self.image_ids)]
+            if candidate in self.skipped_images:
+                continue
+            try:
+                return load_image_gt(self.dataset, self.config, candidate, self.augmentation, rng)
+            except ImageLoadError as error:
+                if not self.skip_bad_images:
+                    raise
+                self.skipped_images[candidate] = str(error)
+                warnings.warn(f"skipping image {candidate} ({len(self.skipped_images)} skipped so far): "
+                              f"{error}", stacklevel=2)
+        raise ValueError("skip_bad_images: no image of the dataset could be read")
+
+    def batch_image_ids(self, index):
+        """The image ids of batch ``index`` of the current epoch."""
         start = index * self.batch_size
-        ids = [self._order[(start + i) % len(self._order)] for i in range(self.batch_size)]
+        return [self._order[(start + i) % len(self._order)] for i in range(self.batch_size)]
+
+    def __getitem__(self, index):
         # One generator per (seed, epoch, batch): reproducible in any worker order.
         rng = np.random.default_rng([self.seed or 0, self.epoch, index]) if self.seed is not None \
             else np.random.default_rng()
-        return self.build_batch(ids, rng)
+        return self.build_batch(self.batch_image_ids(index), rng)
 
     def build_batch(self, image_ids, rng):
         """The input dict for ``image_ids`` (see the class docstring)."""
         config = self.config
-        samples = [load_image_gt(self.dataset, config, i, self.augmentation, rng) for i in image_ids]
+        samples = [self._load(i, rng) for i in image_ids]
         height = max(s[0].shape[0] for s in samples)
         width = max(s[0].shape[1] for s in samples)
         if height % IMAGE_SIDE_MULTIPLE or width % IMAGE_SIDE_MULTIPLE:

@@ -20,10 +20,15 @@ def mold_inputs(images, config):
         different molded sizes are padded bottom/right to the largest.
     """
     resized, metas, windows = [], [], []
-    for image in images:
+    for index, image in enumerate(images):
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"detect() takes RGB images [H, W, 3], got shape {image.shape}")
+            raise ValueError(f"detect() takes RGB images [H, W, 3], got shape {image.shape} "
+                             f"for image {index}")
+        if image.size == 0:
+            raise ValueError(f"image {index} is empty: shape {image.shape}")
+        if not np.issubdtype(image.dtype, np.integer) and not np.isfinite(image).all():
+            raise ValueError(f"image {index} has NaN or Inf pixels")
         molded, window, scale, _, _ = resize_image(
             image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
             min_scale=config.IMAGE_MIN_SCALE,

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from mrcnn_tf.data.generator import DataGenerator
+from mrcnn_tf.model.callbacks import NaNGuard, ValidationImages
 from mrcnn_tf.model.graph import MODES, build_keras_model
 from mrcnn_tf.model.inference import mold_inputs, unmold_detections
 from mrcnn_tf.weights import (load_imagenet_backbone, load_weights_by_name, read_optimizer_state,
@@ -135,9 +136,15 @@ class MaskRCNN:
         if self.log_dir is None:
             stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
             self.log_dir = os.path.join(self.model_dir, f"{self.config.NAME.lower()}{stamp}")
-        os.makedirs(self.log_dir, exist_ok=True)
-        if not os.access(self.log_dir, os.W_OK):
-            raise PermissionError(f"model_dir is not writable: {self.log_dir}")
+        try:  # fail now, not after an epoch of training, if checkpoints cannot be written
+            os.makedirs(self.log_dir, exist_ok=True)
+            probe = os.path.join(self.log_dir, ".write_test")
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)
+            os.remove(probe)
+        except OSError as error:
+            raise OSError(error.errno, f"model_dir cannot hold checkpoints ({error.strerror}): "
+                                       f"{self.log_dir}") from error
         return self.log_dir
 
     def set_trainable(self, layer_regex):
@@ -168,7 +175,8 @@ class MaskRCNN:
         self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
-              augmentation=None, custom_callbacks=None, verbose=1, seed=None, **fit_kwargs):
+              augmentation=None, custom_callbacks=None, verbose=1, seed=None, log_images=2,
+              skip_bad_images=False, **fit_kwargs):
         """Train the chosen layers with ``keras.Model.fit`` up to epoch ``epochs``.
 
         Args:
@@ -180,6 +188,9 @@ class MaskRCNN:
             augmentation: callable ``(image, masks, rng) -> (image, masks)``.
             custom_callbacks: extra Keras callbacks.
             seed: reproducible data order and augmentation.
+            log_images: validation images drawn with their predictions into
+                TensorBoard each epoch (0: none).
+            skip_bad_images: replace undecodable image files instead of stopping.
         Returns:
             the Keras ``History``.
         """
@@ -187,7 +198,8 @@ class MaskRCNN:
             raise ValueError("train() needs a model built with mode='training'")
         config = self.config
         train_generator = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                        seed=seed, batches_per_epoch=config.STEPS_PER_EPOCH)
+                                        seed=seed, batches_per_epoch=config.STEPS_PER_EPOCH,
+                                        skip_bad_images=skip_bad_images)
         val_generator = None
         if val_dataset is not None:
             val_generator = DataGenerator(val_dataset, config, shuffle=True, seed=seed,
@@ -197,9 +209,11 @@ class MaskRCNN:
         log_dir = self.set_log_dir()
         config.to_json(os.path.join(log_dir, "config.json"))
         checkpoint = os.path.join(log_dir, f"mask_rcnn_{config.NAME.lower()}_{{epoch:04d}}.h5")
-        callbacks = [WeightsCheckpoint(checkpoint),
-                     keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False),
-                     *(custom_callbacks or [])]
+        callbacks = [NaNGuard(train_generator), WeightsCheckpoint(checkpoint),
+                     keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
+        if val_dataset is not None and log_images:
+            callbacks.append(ValidationImages(val_dataset, config, log_dir, max_images=log_images))
+        callbacks.extend(custom_callbacks or [])
 
         self.set_trainable(layers)
         self.compile(learning_rate, config.LEARNING_MOMENTUM)
