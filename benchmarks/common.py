@@ -1,8 +1,12 @@
 """Shared pieces of the benchmark scripts: timing, the matmul peak, memory, tables."""
 
+import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,3 +46,37 @@ def print_table(title, header, rows):
     print(f"\n{title}")
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+
+
+def add_grid_arguments(parser, sizes, backbones, batches, quick_help):
+    """The options every model benchmark takes: which configurations, how often."""
+    parser.add_argument("--sizes", type=int, nargs="+", default=sizes)
+    parser.add_argument("--backbones", nargs="+", default=backbones)
+    parser.add_argument("--batches", type=int, nargs="+", default=batches)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration
+
+
+def run_grid(script, args, measure, format_row):
+    """Each (backbone, size, batch) measured in its own process; returns table rows.
+
+    With ``--one`` (the child side) prints ``measure``'s JSON and returns None.
+    """
+    if args.one:
+        backbone, size, batch = args.one.split(",")
+        print(json.dumps(measure(backbone, int(size), int(batch), args.repeats)))
+        return None
+    rows = []
+    for backbone in args.backbones:
+        for size in args.sizes:
+            for batch in args.batches:
+                run = subprocess.run([sys.executable, script, "--one", f"{backbone},{size},{batch}",
+                                      "--repeats", str(args.repeats)], capture_output=True, text=True)
+                if run.returncode != 0:
+                    reason = (run.stderr.strip().splitlines() or ["?"])[-1][:60]
+                    rows.append([backbone, size, batch, "failed", reason])
+                    continue
+                result = json.loads(run.stdout.strip().splitlines()[-1])
+                rows.append([backbone, size, batch, *format_row(result, batch)])
+    return rows

@@ -8,13 +8,12 @@ counted by TF's profiler on the traced graph (float operations of every op).
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import matmul_peak_gflops, median_seconds, peak_memory_mb, print_table  # noqa: E402
+from common import (add_grid_arguments, matmul_peak_gflops, median_seconds,  # noqa: E402
+                    peak_memory_mb, print_table, run_grid)
 
 
 def graph_gflops(concrete_function):
@@ -65,40 +64,23 @@ def measure(backbone, size, batch, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[640, 1024])
-    parser.add_argument("--backbones", nargs="+", default=["resnet50", "resnet101"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="small backbone, 256x256, batch 1")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
+    add_grid_arguments(parser, [640, 1024], ["resnet50", "resnet101"], [1, 4],
+                       "small backbone, 256x256, batch 1")
     args = parser.parse_args(argv)
-    if args.one:
-        backbone, size, batch = args.one.split(",")
-        print(json.dumps(measure(backbone, int(size), int(batch), args.repeats)))
-        return 0
     if args.quick:
         args.sizes, args.backbones, args.batches, args.repeats = [256], ["small"], [1], 3
+    peak = None if args.one else matmul_peak_gflops()
 
-    peak = matmul_peak_gflops()
-    rows = []
-    for backbone in args.backbones:
-        for size in args.sizes:
-            for batch in args.batches:
-                run = subprocess.run([sys.executable, __file__, "--one", f"{backbone},{size},{batch}",
-                                      "--repeats", str(args.repeats)], capture_output=True, text=True)
-                if run.returncode != 0:
-                    rows.append([backbone, size, batch, "failed", run.stderr.strip().splitlines()[-1][:60],
-                                 "", "", "", ""])
-                    continue
-                r = json.loads(run.stdout.strip().splitlines()[-1])
-                achieved = r["gflop"] / r["seconds"]
-                backbone_achieved = r["backbone_gflop"] / r["backbone_seconds"]
-                rows.append([backbone, size, batch, f"{r['seconds'] * 1000:.0f}", f"{batch / r['seconds']:.2f}",
-                             f"{r['gflop']:.1f}", f"{achieved:.0f}", f"{100 * backbone_achieved / peak:.0f}%",
-                             f"{r['memory_mb']:.0f}"])
-    print_table(f"Mask R-CNN inference (tf.matmul peak measured now: {peak:.0f} GFLOP/s)",
-                ["backbone", "size", "batch", "ms/batch", "images/s", "GFLOP", "GFLOP/s",
-                 "backbone+FPN % of peak", "peak MB"], rows)
+    def format_row(r, batch):
+        return [f"{r['seconds'] * 1000:.0f}", f"{batch / r['seconds']:.2f}", f"{r['gflop']:.1f}",
+                f"{r['gflop'] / r['seconds']:.0f}",
+                f"{100 * r['backbone_gflop'] / r['backbone_seconds'] / peak:.0f}%", f"{r['memory_mb']:.0f}"]
+
+    rows = run_grid(__file__, args, measure, format_row)
+    if rows is not None:
+        print_table(f"Mask R-CNN inference (tf.matmul peak measured now: {peak:.0f} GFLOP/s)",
+                    ["backbone", "size", "batch", "ms/batch", "images/s", "GFLOP", "GFLOP/s",
+                     "backbone+FPN % of peak", "peak MB"], rows)
     return 0
 
 

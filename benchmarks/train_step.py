@@ -5,13 +5,11 @@
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import median_seconds, peak_memory_mb, print_table  # noqa: E402
+from common import add_grid_arguments, median_seconds, peak_memory_mb, print_table, run_grid  # noqa: E402
 
 
 def measure(backbone, size, batch, repeats):
@@ -38,33 +36,15 @@ def measure(backbone, size, batch, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--backbones", nargs="+", default=["resnet50"])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="small backbone, 128x128, batch 4")
-    parser.add_argument("--one", help=argparse.SUPPRESS)
+    add_grid_arguments(parser, [512, 1024], ["resnet50"], [1, 2], "small backbone, 128x128, batch 4")
     args = parser.parse_args(argv)
-    if args.one:
-        backbone, size, batch = args.one.split(",")
-        print(json.dumps(measure(backbone, int(size), int(batch), args.repeats)))
-        return 0
     if args.quick:
         args.sizes, args.backbones, args.batches, args.repeats = [128], ["small"], [4], 3
-    rows = []
-    for backbone in args.backbones:
-        for size in args.sizes:
-            for batch in args.batches:
-                run = subprocess.run([sys.executable, __file__, "--one", f"{backbone},{size},{batch}",
-                                      "--repeats", str(args.repeats)], capture_output=True, text=True)
-                if run.returncode != 0:
-                    rows.append([backbone, size, batch, "failed", run.stderr.strip().splitlines()[-1][:60], ""])
-                    continue
-                r = json.loads(run.stdout.strip().splitlines()[-1])
-                rows.append([backbone, size, batch, f"{r['seconds'] * 1000:.0f}",
-                             f"{batch / r['seconds']:.2f}", f"{r['memory_mb']:.0f}"])
-    print_table("Mask R-CNN training step (fixed batch, median)",
-                ["backbone", "size", "batch", "ms/step", "images/s", "peak MB"], rows)
+    rows = run_grid(__file__, args, measure, lambda r, batch: [
+        f"{r['seconds'] * 1000:.0f}", f"{batch / r['seconds']:.2f}", f"{r['memory_mb']:.0f}"])
+    if rows is not None:
+        print_table("Mask R-CNN training step (fixed batch, median)",
+                    ["backbone", "size", "batch", "ms/step", "images/s", "peak MB"], rows)
     return 0
 
 
