@@ -136,6 +136,8 @@ def make_config(args, dataset=None, base=None):
     overrides = parse_overrides(args.set)
     if getattr(args, "backbone", None):
         overrides["BACKBONE"] = args.backbone
+    if getattr(args, "weights", None) == "imagenet":
+        overrides["BACKBONE_WEIGHTS"] = "imagenet"
     if base is not None:
         return type(base).from_dict({**base.to_dict(), **overrides})
     if getattr(args, "dataset", None) == "shapes":
@@ -158,24 +160,21 @@ def _run_config_beside(weights_path):
 
 
 def resolve_weights(args, config_name):
-    """A checkpoint path, 'imagenet', or None, from --weights."""
+    """A checkpoint path, or None (no weights, or ImageNet applied through the config)."""
     choice = args.weights
     if choice in (None, "none"):
         return None
     if choice == "last":
         from mrcnn_tf.model.mask_rcnn import latest_checkpoint
         return latest_checkpoint(args.model_dir, config_name)
-    if choice == "imagenet":
-        return "imagenet"
+    if choice == "imagenet":  # applied by the config (BACKBONE_WEIGHTS), not as a checkpoint
+        return None
     return _existing(choice, "--weights", "file")
 
 
 def build_model(mode, config, args, weights):
     from mrcnn_tf import MaskRCNN
 
-    if weights == "imagenet":
-        raise UsageError("--weights imagenet: ImageNet weights are not bundled and are not downloaded; "
-                         "pass the Keras ResNet .h5 file path with --weights instead")
     model = MaskRCNN(mode, config, args.model_dir)
     if weights:
         print(f"loading {weights}: {model.load_weights(weights)}")
@@ -197,7 +196,7 @@ def _inference_model(args, dataset=None):
     config = make_config(args, dataset)
     # Without a dataset there is no run name to look for: take the newest run of any name.
     weights = resolve_weights(args, config.NAME if getattr(args, "dataset", None) else None)
-    base = _run_config_beside(weights) if weights not in (None, "imagenet") else None
+    base = _run_config_beside(weights) if weights else None
     if base is not None:
         config = make_config(args, base=base)
     return build_model("inference", config, args, weights), config

@@ -69,3 +69,13 @@ def test_train_export_detect_round_trip(tmp_path, capsys):
     assert detections["annotations"], "DETECTION_MIN_CONFIDENCE=0 must yield detections"
     for annotation in detections["annotations"]:
         assert annotation["image_id"] in (0, 1) and "counts" in annotation["segmentation"]
+
+
+def test_imagenet_weights_without_the_file_say_where_to_put_it(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "mrcnn_tf", "train", "--dataset", "shapes", "--weights",
+                          "imagenet", "--backbone", "resnet50", "--model-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(tmp_path)})
+    assert run.returncode == 1
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in run.stderr
+    assert os.path.join(str(tmp_path), ".keras", "models") in run.stderr
