@@ -68,7 +68,8 @@ def load_image_gt(dataset, config, image_id, augmentation=None, rng=None):
     if config.USE_MINI_MASK:
         masks = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
 
-    active_class_ids = np.zeros([dataset.num_classes], np.int32)
+    # Config-sized: a dataset may use fewer classes than the model (the rest stay inactive).
+    active_class_ids = np.zeros([config.NUM_CLASSES], np.int32)
     source = dataset.image_info[image_id]["source"]
     active_class_ids[dataset.source_class_ids[source]] = 1
     meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active_class_ids)
@@ -109,6 +110,9 @@ class DataGenerator(keras.utils.PyDataset):
         self.skipped_images = {}  # image id -> why it could not be read
         if len(dataset.image_ids) == 0:
             raise ValueError("the dataset has no images (did you call prepare()?)")
+        if dataset.num_classes > config.NUM_CLASSES:
+            raise ValueError(f"the dataset has {dataset.num_classes} classes (with background) but "
+                             f"config NUM_CLASSES is {config.NUM_CLASSES}")
         self.dataset = dataset
         self.config = config
         self.shuffle = shuffle
