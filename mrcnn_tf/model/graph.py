@@ -7,7 +7,6 @@ the final detections only.
 """
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from mrcnn_tf import losses as loss_fns
@@ -175,41 +174,12 @@ class MaskRCNNTrainer(keras.Model):
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The weighted sum of the five losses, scaled for ``tf.distribute``.
-
-        Under a strategy with R replicas each replica gets BATCH_SIZE / R
-        images and Keras sums the replicas' gradients. As Keras's own
-        ``compute_loss`` does (``scale_loss_for_distribution``), each replica's
-        total is divided by R, so the update is that of the mean of the
-        replicas' losses: the single-device update of the global batch when
-        every replica's losses average over as many elements (each loss is a
-        mean over its anchors/RoIs/pixels), as DDP also does. Logged values
-        stay unscaled: Keras's ``train_step`` multiplies ``loss`` back by R,
-        and the five trackers average the replicas' unscaled losses.
-        """
         named = self.named_losses(x, y_pred)
         total = 0.0
         for name, value in named.items():
             self.loss_trackers[name].update_state(value)
             total = total + self.loss_weights.get(name, 1.0) * value
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return total / replicas if replicas > 1 else total
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a tf.distribute strategy Keras 3 (TF backend) builds the optimizer
-        # and metrics from the first batch, averaging the replicas' inputs with
-        # strategy.reduce("MEAN"), which fails on bool inputs (input_gt_masks:
-        # "AddN ... bool"). Only shapes and dtypes matter there, so take the first
-        # replica's batch instead; the rest is Keras's own method.
-        if iterator is not None and self._distribute_strategy is not None:
-            for _, _, it in iterator:
-                data_batch = keras.tree.map_structure(
-                    lambda v: (self._distribute_strategy.experimental_local_results(v)[0]
-                               if isinstance(v, tf.distribute.DistributedValues) else v),
-                    next(it))
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        return total
 
     def get_config(self):
         return {**super().get_config(), "loss_weights": self.loss_weights}
