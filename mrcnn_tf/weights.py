@@ -11,6 +11,7 @@ graph (different layer sets), and lets old files load into this model.
 Only h5py reads the file: no pickle, no code from the file is run.
 """
 
+import json
 import os
 import re
 import tempfile
@@ -55,14 +56,16 @@ def _file_key(weight_name):
 OPTIMIZER_GROUP = "optimizer_state"
 
 
-def save_weights_by_name(keras_model, filepath, optimizer=None):
+def save_weights_by_name(keras_model, filepath, optimizer=None, training=None):
     """Write the model's weights in the classic layout, atomically.
 
     The file is written next to ``filepath`` and renamed over it, so a
     crash mid-write never leaves a truncated checkpoint under that name.
-    With ``optimizer``, its variables (iteration count, momentum slots) go
-    into the group ``optimizer_state`` of the same file, so weights and
-    optimizer state can never be out of step; classic readers ignore it.
+    With ``optimizer``, its variables (iteration count, learning rate,
+    momentum slots) go into the group ``optimizer_state`` of the same file,
+    so weights and optimizer state can never be out of step; classic readers
+    ignore it. ``training`` (a JSON-able dict: epoch, stage) is stored as the
+    JSON attribute ``training`` of that group.
     """
     directory = os.path.dirname(os.path.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
@@ -82,8 +85,16 @@ def save_weights_by_name(keras_model, filepath, optimizer=None):
             if optimizer is not None and optimizer.built:
                 state = f.create_group(OPTIMIZER_GROUP)
                 state.attrs["paths"] = np.array([v.path.encode() for v in optimizer.variables])
+                # Which weights the slots belong to, by layer name (variable paths may carry
+                # an auto-numbered model or optimizer name that differs between processes).
+                state.attrs["trainable"] = json.dumps(
+                    [_weight_key(v) for v in keras_model.trainable_variables])
                 for index, variable in enumerate(optimizer.variables):
                     state.create_dataset(str(index), data=np.asarray(variable.numpy()))
+                if training is not None:
+                    state.attrs["training"] = json.dumps(training, sort_keys=True)
+        with open(tmp_path, "rb") as written:  # on disk before it takes the name
+            os.fsync(written.fileno())
         os.replace(tmp_path, filepath)
     except BaseException:
         if os.path.exists(tmp_path):
@@ -101,12 +112,41 @@ def read_optimizer_state(filepath):
         return [(path, state[str(i)][()]) for i, path in enumerate(paths)]
 
 
-def restore_optimizer_state(optimizer, trainable_variables, saved):
+def _json_attr(filepath, name):
+    with h5py.File(filepath, "r") as f:
+        if OPTIMIZER_GROUP not in f or name not in f[OPTIMIZER_GROUP].attrs:
+            return None
+        text = f[OPTIMIZER_GROUP].attrs[name]
+        return json.loads(text.decode() if isinstance(text, bytes) else str(text))
+
+
+def read_training_info(filepath):
+    """The training record saved with a checkpoint's optimizer state (dict), or None."""
+    return _json_attr(filepath, "training")
+
+
+def read_trainable_names(filepath):
+    """'<layer>/<variable>' of the weights the saved optimizer trained, in order, or None."""
+    return _json_attr(filepath, "trainable")
+
+
+def restore_optimizer_state(optimizer, trainable_variables, saved, keep_learning_rate=False,
+                            trainable_names=None):
     """Build ``optimizer`` for ``trainable_variables`` and assign a saved state.
 
-    Returns True when restored; False (state left fresh) when the saved
-    state belongs to a different set of trainable variables, e.g. another
-    training stage, where momentum of other weights has no meaning.
+    Args:
+        optimizer: a Keras 3 optimizer (built here if not yet).
+        trainable_variables: the variables it will train, in the model's order.
+        saved: [(path, array)] from :func:`read_optimizer_state`.
+        keep_learning_rate: leave the optimizer's current learning rate
+            instead of the saved one.
+        trainable_names: from :func:`read_trainable_names`; when given, the
+            saved slots are used only for exactly these weights in this order.
+    Returns:
+        True when restored; False (state left fresh) when the saved state
+        belongs to a different set of trainable variables (names, count or
+        shapes differ), e.g. another training stage, where momentum of other
+        weights has no meaning.
     """
     if not optimizer.built:
         optimizer.build(trainable_variables)
@@ -114,7 +154,13 @@ def restore_optimizer_state(optimizer, trainable_variables, saved):
     if saved is None or len(saved) != len(variables) or any(
             tuple(v.shape) != tuple(value.shape) for v, (_, value) in zip(variables, saved)):
         return False
-    for variable, (_, value) in zip(variables, saved):
+    if trainable_names is not None and list(trainable_names) != [
+            _weight_key(v) for v in trainable_variables]:
+        return False
+    for variable, (path, value) in zip(variables, saved):
+        # "sgd/learning_rate" (the optimizer's own name may differ between processes)
+        if keep_learning_rate and path.split("/")[-1] == "learning_rate":
+            continue
         variable.assign(value)
     return True
 
@@ -166,14 +212,27 @@ def load_weights_by_name(keras_model, filepath, exclude=None):
 
 
 def _assign_layer(layer, stored, filepath, report):
-    """Assign a layer's weights from ``stored`` {key: array}, all or nothing."""
-    updates = []
-    for variable in layer.weights:
+    """Assign a layer's weights from ``stored`` {key: array, in file order}, all or nothing.
+
+    Each variable is found by ``<sublayer>/<variable>``, else by its bare name
+    (``kernel``, ``gamma``: TimeDistributed wrappers and Keras-2 inner layers
+    name the sublayer differently). If names do not identify every variable
+    but the counts agree, the file's order is used, as Keras 2's own
+    ``load_weights(by_name=True)`` does (old files name weights ``conv1_W``).
+    """
+    def by_name(variable):
         key = _weight_key(variable)
-        value = stored.get(key)
-        if value is None:  # fall back to the bare variable name (kernel, bias, ...)
-            matches = [v for k, v in stored.items() if k.split("/")[-1] == key.split("/")[-1]]
-            value = matches[0] if len(matches) == 1 else None
+        if key in stored:
+            return stored[key]
+        matches = [v for k, v in stored.items() if k.split("/")[-1] == key.split("/")[-1]]
+        return matches[0] if len(matches) == 1 else None
+
+    values = [by_name(variable) for variable in layer.weights]
+    if any(value is None for value in values) and len(stored) == len(layer.weights):
+        values = list(stored.values())
+    updates = []
+    for variable, value in zip(layer.weights, values):
+        key = _weight_key(variable)
         if value is None:
             report.mismatched.append((layer.name, key, None, tuple(variable.shape)))
             return
@@ -254,6 +313,10 @@ def _application_weights(path, architecture):
         return stored
 
 
+# Backbone layers an ImageNet file must fill: stem, and every bottleneck convolution and BN.
+_CLASSIC_BACKBONE_LAYER = re.compile(r"conv1|bn_conv1|(res|bn)[2-5][a-z]_branch(1|2[abc])")
+
+
 def load_imagenet_backbone(keras_model, weights, architecture="resnet50"):
     """Map Keras Applications ResNet weights onto the classic-named backbone.
 
@@ -261,10 +324,15 @@ def load_imagenet_backbone(keras_model, weights, architecture="resnet50"):
         keras_model: a model containing the ResNet layers (``conv1``, ``res2a_branch2a``, ...).
         weights: "imagenet" (the file Keras Applications caches, see
             :func:`imagenet_weights_path`), or a path to that file (classic HDF5) or to a
-            Keras 3 ``.weights.h5`` of ``keras.applications.ResNet50/101``.
+            Keras 3 ``.weights.h5`` of ``keras.applications.ResNet50/101``. Files that
+            already use the classic names (the older ``deep-learning-models`` release
+            of the same file name, which matterport downloads) load as they are.
         architecture: "resnet50" or "resnet101".
     Returns:
-        LoadReport; every backbone layer must load, or ValueError names the first that did not.
+        LoadReport (``loaded``: our layer names; ``skipped``: the file's layers not used).
+    Raises:
+        FileNotFoundError; ValueError naming the first backbone layer whose weights do
+        not fit, or that the file does not provide.
     """
     path = imagenet_weights_path(architecture) if weights == "imagenet" else weights
     if not os.path.isfile(path):
@@ -272,13 +340,19 @@ def load_imagenet_backbone(keras_model, weights, architecture="resnet50"):
     model_layers = {layer.name: layer for layer in _weighted_layers(keras_model)}
     report = LoadReport()
     for application_name, values in _application_weights(path, architecture).items():
-        classic = classic_resnet_name(application_name)
+        classic = classic_resnet_name(application_name) or application_name
         layer = model_layers.get(classic)
-        if layer is None:
+        if layer is None or not _CLASSIC_BACKBONE_LAYER.fullmatch(classic):
             report.skipped.append(application_name)
             continue
         _assign_layer(layer, {f"{classic}/{k}": v for k, v in values.items()}, path, report)
     if report.mismatched:
         raise ValueError(f"{path}: weights of {report.mismatched[0][0]} do not fit the backbone "
                          f"(file {report.mismatched[0][2]}, model {report.mismatched[0][3]})")
+    report.missing = sorted(name for name in model_layers
+                            if _CLASSIC_BACKBONE_LAYER.fullmatch(name) and name not in report.loaded)
+    if report.missing:
+        raise ValueError(f"{path}: no weights for backbone layer {report.missing[0]} "
+                         f"({len(report.missing)} backbone layers missing; is it a "
+                         f"{architecture} ImageNet file?)")
     return report

@@ -1,8 +1,14 @@
-"""Training safety nets: NaN guard naming the data, TensorBoard images, early checks, bad files."""
+"""Training safety nets: TensorBoard images, weight copies, early checks, skipped files.
 
+The NaN guard's end-to-end test is in test_reliability.py.
+"""
+
+import errno
 import glob
 import os
+import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,24 +16,11 @@ from PIL import Image
 
 from mrcnn_tf import DataGenerator, Dataset, MaskRCNN
 from mrcnn_tf.data import ImageLoadError
-from mrcnn_tf.model.callbacks import NonFiniteLossError, copy_weights_by_name, draw_detections
+from mrcnn_tf.data.validation import validate_image
+from mrcnn_tf.model import callbacks
+from mrcnn_tf.model.callbacks import (ModelDirError, NaNGuard, NonFiniteLossError, TensorBoardImages,
+                                      check_writable_model_dir, copy_weights_by_name, draw_detections)
 from test_model import TinyConfig, shapes
-
-
-@pytest.mark.slow
-def test_nan_loss_stops_training_naming_step_and_images(tmp_path):
-    config = TinyConfig(IMAGES_PER_GPU=2, STEPS_PER_EPOCH=3)
-    model = MaskRCNN("training", config, tmp_path)
-    kernel = model.keras_model.get_layer("fpn_p2").weights[0]
-    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
-    dataset = shapes(4, seed=0)
-    with pytest.raises(NonFiniteLossError) as error:
-        model.train(dataset, None, 0.01, 2, "all", verbose=0, seed=0)
-    message = str(error.value)
-    assert "epoch 1, step 1" in message and "ids [" in message and "shapes" in message
-    ids = DataGenerator(dataset, config, seed=0).batch_image_ids(0)
-    assert f"ids {[int(i) for i in ids]}" in message
-    assert not glob.glob(os.path.join(model.log_dir, "*.h5"))  # no checkpoint of NaN weights
 
 
 @pytest.mark.slow
@@ -68,38 +61,6 @@ def test_copy_weights_by_name_between_modes(tmp_path):
     assert (detector.keras_model.get_layer("mrcnn_mask_conv1").weights[0].numpy() == 0.25).all()
 
 
-def test_unwritable_model_dir_fails_before_training(tmp_path):
-    blocker = tmp_path / "a_file"
-    blocker.write_text("not a directory")
-    model = MaskRCNN("training", TinyConfig(), str(blocker / "logs"))
-    with pytest.raises(OSError, match="model_dir cannot hold checkpoints"):
-        model.train(shapes(2, seed=0), None, 0.01, 1, "heads", verbose=0)
-
-
-def test_undecodable_file_names_it_or_is_skipped_when_asked(tmp_path):
-    dataset = Dataset()
-    dataset.add_class("files", 1, "thing")
-    for i in range(3):
-        path = tmp_path / f"image{i}.png"
-        if i == 1:
-            path = tmp_path / "broken.jpg"
-            path.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-        else:
-            Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(path)
-        dataset.add_image("files", i, str(path))
-    dataset.prepare()
-    config = TinyConfig(IMAGES_PER_GPU=3, NUM_CLASSES=2)
-    with pytest.raises(ImageLoadError, match=r"broken\.jpg"):
-        DataGenerator(dataset, config, shuffle=False)[0]
-    generator = DataGenerator(dataset, config, shuffle=False, skip_bad_images=True)
-    with pytest.warns(UserWarning, match="skipping image 1"):
-        batch = generator[0]
-    assert list(generator.skipped_images) == [1] and "broken.jpg" in generator.skipped_images[1]
-    assert batch["input_image"].shape[0] == 3 and np.isfinite(batch["input_image"]).all()
-    # Image 1's slot holds the next readable image (2), not a hole.
-    np.testing.assert_array_equal(batch["input_image"][1], batch["input_image"][2])
-
-
 def test_detect_rejects_nan_pixels(tmp_path):
     model = MaskRCNN("inference", TinyConfig(), tmp_path)
     image = np.zeros((32, 32, 3), np.float32)
@@ -108,3 +69,190 @@ def test_detect_rejects_nan_pixels(tmp_path):
         model.detect([image])
     with pytest.raises(ValueError, match="image 0 is empty"):
         model.detect([np.zeros((0, 5, 3), np.uint8)])
+
+
+def files_dataset(tmp_path, broken):
+    """Five 64x64 PNGs of grey level 40 * id (plus one instance each); ids in ``broken`` are junk."""
+
+    class Files(Dataset):
+        def load_mask(self, image_id):
+            masks = np.zeros((64, 64, 1), bool)
+            masks[10:30, 10:30] = True
+            return masks, np.ones(1, np.int32)
+
+    dataset = Files()
+    dataset.add_class("files", 1, "thing")
+    for i in range(5):
+        path = tmp_path / f"image{i}.png"
+        if i in broken:
+            path = tmp_path / f"broken{i}.jpg"
+            path.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+        else:
+            Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(path)
+        dataset.add_image("files", i, str(path))
+    dataset.prepare()
+    return dataset
+
+
+def grey_levels(batch):
+    """The grey level 40 * id of each image of a batch (un-molding the mean)."""
+    config = TinyConfig()
+    return [int(round(float(image[0, 0, 0]) + config.MEAN_PIXEL[0])) // 40 for image in batch["input_image"]]
+
+
+def test_undecodable_file_raises_as_is_naming_file_and_id(tmp_path):
+    generator = DataGenerator(files_dataset(tmp_path, {1}), TinyConfig(IMAGES_PER_GPU=3, NUM_CLASSES=2),
+                              shuffle=False)
+    with pytest.raises(ImageLoadError, match=r"image 1 \(files\.1\) from .*broken1\.jpg") as error:
+        generator[0]
+    assert type(error.value) is ImageLoadError  # not re-wrapped
+    assert generator.skipped_images == {}
+
+
+def test_skipped_images_are_replaced_deterministically_and_reported_once_per_epoch(tmp_path):
+    dataset = files_dataset(tmp_path, {1, 2})
+    generator = DataGenerator(dataset, TinyConfig(IMAGES_PER_GPU=5, NUM_CLASSES=2), shuffle=False,
+                              skip_bad_images=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning per image while the epoch runs
+        batch = generator[0]
+    # 1 and 2 are unreadable: both slots hold the next readable image in id order, 3.
+    assert grey_levels(batch) == [0, 3, 3, 3, 4]
+    assert sorted(generator.skipped_images) == [1, 2]
+    assert "broken2.jpg" in generator.skipped_images[2]
+    assert generator.batch_image_ids(0) == [0, 3, 3, 3, 4]
+    with pytest.warns(UserWarning, match=r"epoch 1: 2 unreadable image\(s\) .* ids \[1, 2\]") as record:
+        generator.on_epoch_end()
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        generator.on_epoch_end()  # Keras may call it twice: still one warning per epoch
+    generator.on_epoch_begin()
+    generator.on_epoch_begin()  # second epoch: the known-bad files are replaced, not re-read
+    assert generator.epoch == 1
+    assert grey_levels(generator[0]) == [0, 3, 3, 3, 4]
+    with pytest.warns(UserWarning, match=r"epoch 2: 2 unreadable image\(s\)"):
+        assert generator.warn_skipped() == [1, 2]
+
+
+def test_skipping_wraps_around_and_fails_clearly_when_nothing_is_readable(tmp_path):
+    generator = DataGenerator(files_dataset(tmp_path, {4}), TinyConfig(IMAGES_PER_GPU=1, NUM_CLASSES=2),
+                              shuffle=False, skip_bad_images=True, batches_per_epoch=5)
+    assert grey_levels(generator[4]) == [0]  # the last image's replacement is the first
+    all_broken = tmp_path / "all_broken"
+    all_broken.mkdir()
+    hopeless = DataGenerator(files_dataset(all_broken, set(range(5))),
+                             TinyConfig(IMAGES_PER_GPU=1, NUM_CLASSES=2), skip_bad_images=True)
+    with pytest.raises(ImageLoadError, match="none of the 5 images"):
+        hopeless[0]
+
+
+def test_nan_guard_names_epoch_step_and_images(tmp_path):
+    dataset = files_dataset(tmp_path, set())
+    generator = DataGenerator(dataset, TinyConfig(IMAGES_PER_GPU=2, NUM_CLASSES=2), seed=3)
+    guard = NaNGuard(generator)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False  # as fit() sets it
+    guard.set_model(model)
+    guard.on_epoch_begin(0)
+    guard.on_train_batch_end(0, {"loss": 1.0, "rpn_class_loss": 0.5})
+    assert not guard.model.stop_training
+    guard.on_epoch_begin(4)
+    ids = [int(i) for i in generator.batch_image_ids(1)]
+    with pytest.raises(NonFiniteLossError) as error:
+        guard.on_train_batch_end(1, {"loss": 2.0, "mrcnn_mask_loss": float("inf")})
+    message = str(error.value)
+    assert "epoch 5, step 2" in message and "mrcnn_mask_loss=inf" in message
+    assert f"ids {ids}" in message and f"image{ids[0]}.png" in message
+    assert guard.model.stop_training
+
+
+@pytest.mark.slow
+def test_tensorboard_images_every_other_epoch_with_a_custom_builder(tmp_path):
+    config = TinyConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
+    trainer = MaskRCNN("training", config, tmp_path)
+    built = []
+
+    def builder(cfg):
+        built.append(MaskRCNN("inference", cfg, tmp_path))
+        return built[-1]
+
+    callback = TensorBoardImages(shapes(3, seed=0), config, str(tmp_path), every=2, max_images=1,
+                                 inference_builder=builder)
+    callback.set_model(trainer.keras_model)
+    callback.on_epoch_end(0)
+    assert not built and not (tmp_path / "validation_images").exists()
+    kernel = trainer.keras_model.get_layer("mrcnn_mask").weights[0]
+    kernel.assign(np.full(kernel.shape, 0.125, np.float32))
+    callback.on_epoch_end(1)
+    callback.on_epoch_end(3)
+    callback.on_train_end()
+    assert len(built) == 1  # built once, lazily
+    assert (built[0].keras_model.get_layer("mrcnn_mask").weights[0].numpy() == 0.125).all()
+    events = glob.glob(str(tmp_path / "validation_images" / "events.*"))
+    steps = sorted(event.step for path in events for event in tf.compat.v1.train.summary_iterator(path)
+                   if any(value.tag == "image_0" for value in event.summary.value))
+    assert steps == [2, 4]
+    with pytest.raises(ValueError, match="every and max_images must be >= 1"):
+        TensorBoardImages(shapes(1, seed=0), config, str(tmp_path), every=0)
+
+
+def test_copy_weights_by_name_names_a_mismatched_layer(tmp_path):
+    small = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="head")])
+    large = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5, name="head")])
+    with pytest.raises(ValueError, match="layer 'head'"):
+        copy_weights_by_name(small, large)
+
+
+def test_writable_model_dir_is_created_and_left_clean(tmp_path):
+    path = check_writable_model_dir(str(tmp_path / "a" / "b"))
+    assert os.path.isdir(path) and os.listdir(path) == []
+
+
+def test_model_dir_under_a_file_fails_early(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ModelDirError, match=r"a file, not a directory \(.*file\.txt/sub\)") as error:
+        check_writable_model_dir(str(tmp_path / "file.txt" / "sub"))
+    assert error.value.errno == errno.ENOTDIR
+
+
+@pytest.mark.parametrize("code, reason", [(errno.ENOSPC, "the disk is full"),
+                                          (errno.EACCES, "permission denied"),
+                                          (errno.EROFS, "the file system is read-only")],
+                         ids=["disk_full", "permission_denied", "read_only"])
+def test_failed_write_probe_is_explained(tmp_path, monkeypatch, code, reason):
+    # Tests run as root, where chmod does not stop writes: simulate the OS's answer.
+    def refuse(directory):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(callbacks, "_write_probe", refuse)
+    with pytest.raises(ModelDirError, match=f"model_dir cannot hold checkpoints: {reason}") as error:
+        check_writable_model_dir(str(tmp_path))
+    assert error.value.errno == code and str(tmp_path) in str(error.value)
+
+
+def test_too_little_free_space_fails_early(tmp_path):
+    with pytest.raises(ModelDirError, match="the disk is full; only .* bytes free"):
+        check_writable_model_dir(str(tmp_path), min_free_bytes=2 ** 62)
+    check_writable_model_dir(str(tmp_path), min_free_bytes=1)
+
+
+@pytest.mark.parametrize("image, error, message", [
+    (np.full((4, 4, 3), np.nan, np.float32), ValueError, r"photo has NaN or Inf pixels \(48 values, first at row 0"),
+    (np.pad(np.zeros((2, 2, 3)), [(0, 0), (0, 1), (0, 0)], constant_values=np.inf), ValueError,
+     r"photo has NaN or Inf pixels \(6 values, first at row 0, column 2"),
+    (np.zeros((4, 4), np.uint8), ValueError, r"photo must be an RGB image \[H, W, 3\], got shape \(4, 4\)"),
+    (np.zeros((4, 4, 4), np.uint8), ValueError, r"got shape \(4, 4, 4\)"),
+    (np.zeros((0, 4, 3), np.uint8), ValueError, "photo is empty"),
+    (np.zeros((4, 4, 3), bool), TypeError, "dtype bool"),
+    (np.full((4, 4, 3), "a"), TypeError, "dtype <U1"),
+], ids=["nan", "inf", "grey_2d", "rgba", "empty", "bool", "strings"])
+def test_validate_image_names_the_image(image, error, message):
+    with pytest.raises(error, match=message):
+        validate_image(image, "photo")
+
+
+def test_validate_image_passes_good_images_through():
+    image = np.full((5, 6, 3), 255.0, np.float64)
+    assert validate_image(image) is image
+    assert validate_image([[[1, 2, 3]]]).shape == (1, 1, 3)

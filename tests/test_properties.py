@@ -6,9 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mrcnn_tf.layers import PADDING_CLASS_ID, DetectionLayer, DetectionTargetLayer, ProposalLayer
-from mrcnn_tf.ops.boxes import box_iou
+from mrcnn_tf.ops.anchors import backbone_feature_shapes, generate_pyramid_anchors
+from mrcnn_tf.ops.boxes import MAX_LOG_SCALE, box_iou, clip_boxes, decode_boxes, encode_boxes
+from mrcnn_tf.ops.roi_align import roi_align
 
-SETTINGS = settings(max_examples=20, deadline=None)
+SETTINGS = settings(max_examples=25, deadline=None)
 
 
 def random_boxes(rng, n, low=0.0, high=1.0, min_size=0.02):
@@ -85,3 +87,87 @@ def test_detections_are_sorted_inside_the_window_and_above_threshold(seed, num_r
     assert (real[:, 0] >= 0.1 - 1e-6).all() and (real[:, 2] <= 0.9 + 1e-6).all()
     assert (real[:, 1] >= 0.2 - 1e-6).all() and (real[:, 3] <= 0.8 + 1e-6).all()
     assert (detections[len(real):] == 0).all()  # padding after the detections
+
+
+# ------------------------------------------------------------------- box ops
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 30))
+def test_clipped_boxes_lie_inside_the_window(seed, n):
+    rng = np.random.default_rng(seed)
+    boxes = rng.uniform(-50, 150, (n, 4)).astype(np.float32)  # any order, even inverted
+    window = np.sort(rng.uniform(0, 100, (2, 2)), axis=0).T.reshape(-1)[[0, 2, 1, 3]].astype(np.float32)
+    clipped = clip_boxes(boxes, window).numpy()
+    wy1, wx1, wy2, wx2 = window
+    assert ((clipped[:, 0::2] >= wy1) & (clipped[:, 0::2] <= wy2)).all()
+    assert ((clipped[:, 1::2] >= wx1) & (clipped[:, 1::2] <= wx2)).all()
+    inside = (boxes[:, 0::2] >= wy1) & (boxes[:, 0::2] <= wy2)
+    np.testing.assert_array_equal(clipped[:, 0::2][inside], boxes[:, 0::2][inside])  # inside: untouched
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 12), m=st.integers(1, 12), degenerate=st.booleans())
+def test_iou_is_a_symmetric_fraction_and_one_with_itself(seed, n, m, degenerate):
+    rng = np.random.default_rng(seed)
+    boxes1, boxes2 = random_boxes(rng, n), random_boxes(rng, m)
+    if degenerate:  # zero-area and inverted boxes overlap nothing
+        boxes2[0] = boxes2[0, [0, 1, 0, 1]]
+        boxes2[-1] = boxes2[-1, [2, 3, 0, 1]]
+    iou = box_iou(boxes1, boxes2).numpy()
+    assert iou.shape == (n, m) and np.isfinite(iou).all()
+    assert (iou >= 0).all() and (iou <= 1 + 1e-6).all()
+    np.testing.assert_allclose(iou, box_iou(boxes2, boxes1).numpy().T, atol=1e-6)
+    np.testing.assert_allclose(np.diag(box_iou(boxes1, boxes1).numpy()), 1.0, atol=1e-5)
+    if degenerate:
+        assert (iou[:, 0] == 0).all() and (iou[:, -1] == 0).all()
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 30),
+       std=st.sampled_from([(1.0, 1.0, 1.0, 1.0), (0.1, 0.1, 0.2, 0.2)]))
+def test_deltas_round_trip(seed, n, std):
+    rng = np.random.default_rng(seed)
+    boxes_px = random_boxes(rng, n, min_size=0.05) * 100
+    gt_px = random_boxes(rng, n, min_size=0.05) * 100
+    deltas = encode_boxes(boxes_px, gt_px, std).numpy()
+    assert np.isfinite(deltas).all()
+    assert (np.abs(deltas[:, 2:] * np.array(std[2:])) <= MAX_LOG_SCALE).all()  # no clamping here
+    np.testing.assert_allclose(decode_boxes(boxes_px, deltas, std).numpy(), gt_px, atol=1e-3)
+
+
+# -------------------------------------------------------------------- anchors
+
+@SETTINGS
+@given(rows=st.integers(1, 4), cols=st.integers(1, 4), anchor_stride=st.integers(1, 2),
+       ratios=st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=1, max_size=3, unique=True))
+def test_anchor_centres_lie_inside_the_image_and_counts_add_up(rows, cols, anchor_stride, ratios):
+    image_hw = (64 * rows, 64 * cols)
+    strides = (4, 8, 16, 32, 64)
+    shapes = backbone_feature_shapes(image_hw, strides)
+    anchors = generate_pyramid_anchors((8, 16, 32, 64, 128), ratios, shapes, strides, anchor_stride).numpy()
+    expected = sum(-(-h // anchor_stride) * -(-w // anchor_stride) * len(ratios) for h, w in shapes)
+    assert anchors.shape == (expected, 4)
+    centre_y = (anchors[:, 0] + anchors[:, 2]) / 2
+    centre_x = (anchors[:, 1] + anchors[:, 3]) / 2
+    assert ((centre_y > 0) & (centre_y < image_hw[0])).all()
+    assert ((centre_x > 0) & (centre_x < image_hw[1])).all()
+    assert (anchors[:, 2:] > anchors[:, :2]).all()
+
+
+# ------------------------------------------------------------------ RoIAlign
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 10), size=st.integers(1, 7),
+       sampling_ratio=st.integers(1, 3), value=st.floats(-100, 100))
+def test_roi_align_is_finite_and_constant_on_a_constant_map(seed, n, size, sampling_ratio, value):
+    rng = np.random.default_rng(seed)
+    height, width = rng.integers(1, 20, 2)
+    boxes = random_boxes(rng, n, min_size=0.0) * np.array([height, width, height, width], np.float32)
+    indices = rng.integers(0, 2, n).astype(np.int32)
+    features = rng.normal(0, 1, (2, height, width, 3)).astype(np.float32)
+    pooled = roi_align(features, boxes, indices, size, sampling_ratio).numpy()
+    assert pooled.shape == (n, size, size, 3) and np.isfinite(pooled).all()
+    assert (pooled >= features.min() - 1e-4).all() and (pooled <= features.max() + 1e-4).all()
+    constant = np.full((2, height, width, 3), value, np.float32)
+    np.testing.assert_allclose(roi_align(constant, boxes, indices, size, sampling_ratio).numpy(), value,
+                               rtol=1e-5, atol=1e-4)

@@ -33,42 +33,61 @@ def predict(model, seed=0):
     return model.keras_model.predict(inputs, verbose=0)
 
 
-def write_classic_file(keras_model, path, full_model_file=False):
-    """Write weights the way Keras 2 did, independently of save_weights_by_name."""
+def write_classic_file(keras_model, path, full_model_file=False, wrapper_names=False):
+    """Write weights the way Keras 2 did, independently of save_weights_by_name.
+
+    Every layer is listed (weightless ones with empty ``weight_names``); weights are
+    named ``<sublayer>/<variable>:0`` (a nested model's group holds its sublayers'
+    names); ``full_model_file`` nests it all under ``model_weights`` as ``model.save``
+    did; ``wrapper_names`` names the heads' weights after an anonymous TimeDistributed
+    inner layer (``time_distributed_3/kernel:0``), as some Keras 2 files do.
+    """
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if full_model_file else f
-        layers = [layer for layer in keras_model.layers if layer.weights]
         # Keras 2 stored fixed-length byte strings (numpy 'S' arrays).
-        root.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
-        for layer in layers:
+        root.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in keras_model.layers])
+        root.attrs["backend"], root.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        for index, layer in enumerate(keras_model.layers):
             group = root.create_group(layer.name)
             names = []
             for variable in layer.weights:
                 owner, short = variable.path.split("/")[-2:]
-                names.append(f"{owner}/{short}:0".encode("utf8"))  # nested models keep sublayer names
+                if wrapper_names and layer.name.startswith("mrcnn_"):
+                    owner = f"time_distributed_{index}"
+                names.append(f"{owner}/{short}:0".encode("utf8"))
                 group.create_dataset(names[-1].decode(), data=variable.numpy())
-            group.attrs["weight_names"] = np.array(names)
+            group.attrs["weight_names"] = np.array(names, dtype="S") if names else np.zeros([0], "S1")
 
 
-@pytest.mark.parametrize("full_model_file", [False, True])
-def test_classic_file_loads_back_exactly(tmp_path, full_model_file):
+@pytest.mark.parametrize("full_model_file,wrapper_names", [(False, False), (True, True)])
+def test_classic_file_loads_back_exactly(tmp_path, capsys, full_model_file, wrapper_names):
     source = MaskRCNN("inference", TinyConfig(DETECTION_MIN_CONFIDENCE=0.0), tmp_path)
     randomize(source.keras_model, seed=1)
     path = str(tmp_path / "classic.h5")
-    write_classic_file(source.keras_model, path, full_model_file)
-    with h5py.File(path) as f:  # the nested RPN is one group holding its sublayers
+    write_classic_file(source.keras_model, path, full_model_file, wrapper_names)
+    with h5py.File(path) as f:  # the file really is in the classic layout
         root = f["model_weights"] if full_model_file else f
         assert b"rpn_conv_shared/kernel:0" in list(root["rpn_model"].attrs["weight_names"])
+        assert "kernel:0" in root["rpn_model"]["rpn_conv_shared"]  # nested: rpn_model/rpn_conv_shared/kernel:0
+        assert list(root["fpn_p2"].attrs["weight_names"]) == [b"fpn_p2/kernel:0", b"fpn_p2/bias:0"]
+        assert len(root["input_image"].attrs["weight_names"]) == 0  # weightless layers are listed too
+        head_names = [n.decode() for n in root["mrcnn_class_bn1"].attrs["weight_names"]]
+        assert head_names[0].endswith("/gamma:0") and head_names[3].endswith("/moving_variance:0")
+        assert head_names[0].startswith("time_distributed_" if wrapper_names else "mrcnn_class_bn1/")
 
     target = MaskRCNN("inference", TinyConfig(DETECTION_MIN_CONFIDENCE=0.0), tmp_path)
     before = predict(target)
+    capsys.readouterr()
     report = target.load_weights(path)
     weighted = [layer.name for layer in target.keras_model.layers if layer.weights]
     assert sorted(report.loaded) == sorted(weighted) and not report.mismatched and not report.missing
+    assert f"classic.h5: loaded {len(weighted)} layers, skipped 0, shape-mismatched 0" in capsys.readouterr().out
     after, expected = predict(target), predict(source)
     assert not np.allclose(before["mrcnn_class"], expected["mrcnn_class"])
     for key in ("detections", "mrcnn_mask", "rpn_class"):
         np.testing.assert_allclose(after[key], expected[key], atol=1e-5)
+    for a, b in zip(target.keras_model.weights, source.keras_model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_new_class_count_loads_with_exclude_and_reports_mismatches_without(tmp_path):
@@ -77,19 +96,29 @@ def test_new_class_count_loads_with_exclude_and_reports_mismatches_without(tmp_p
     path = str(tmp_path / "four_classes.h5")
     source.save_weights(path)
     heads = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+    shared = ("small_stage5_conv1", "fpn_p2", "rpn_model", "mrcnn_mask_conv1", "mrcnn_class_bn2")
+
+    def assert_loaded(model, names):
+        for name in names:
+            for a, b in zip(model.keras_model.get_layer(name).weights,
+                            source.keras_model.get_layer(name).weights):
+                np.testing.assert_array_equal(a.numpy(), b.numpy())
 
     target = MaskRCNN("training", TinyConfig(NUM_CLASSES=7), tmp_path)
     report = target.load_weights(path, exclude=heads)
-    assert not report.mismatched
+    assert not report.mismatched and not report.missing
     assert {"mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"} <= set(report.skipped)
-    for name in ("small_stage5_conv1", "fpn_p2", "mrcnn_mask_conv1"):
-        for a, b in zip(target.keras_model.get_layer(name).weights, source.keras_model.get_layer(name).weights):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
-    untouched = target.keras_model.get_layer("mrcnn_mask").weights[0].numpy().copy()
+    assert not set(heads) & set(report.loaded)
+    assert_loaded(target, shared)
 
-    report = MaskRCNN("training", TinyConfig(NUM_CLASSES=7), tmp_path).load_weights(path)
+    fresh = MaskRCNN("training", TinyConfig(NUM_CLASSES=7), tmp_path)
+    untouched = fresh.keras_model.get_layer("mrcnn_mask").weights[0].numpy().copy()
+    report = fresh.load_weights(path)  # no exclude: reported, not raised
     assert {m[0] for m in report.mismatched} == {"mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"}
-    assert untouched.shape[-1] == 7
+    mask_entry = [m for m in report.mismatched if m[0] == "mrcnn_mask"][0]
+    assert mask_entry[2][-1] == 4 and mask_entry[3][-1] == 7  # (layer, weight, file shape, model shape)
+    np.testing.assert_array_equal(fresh.keras_model.get_layer("mrcnn_mask").weights[0].numpy(), untouched)
+    assert_loaded(fresh, shared)
 
 
 def test_load_errors_name_the_file(tmp_path):
@@ -123,16 +152,88 @@ def test_imagenet_mapping_reproduces_keras_applications_c5(tmp_path, file_format
     else:
         path = str(tmp_path / "resnet50.weights.h5")
         reference.save_weights(path)
+        with h5py.File(path) as f:  # the Keras 3 layout, not the classic one
+            assert "layer_names" not in f.attrs
 
     image = keras.Input((64, 64, 3))
     backbone = keras.Model(image, resnet_graph(image, "resnet50")[-1])
+    assert backbone.layers[-1].name == "res5c_out"  # C5
     report = load_imagenet_backbone(backbone, path, "resnet50")
     # ResNet-50: 53 convolutions (stem, 16 blocks x 3, 4 shortcuts), each with its BatchNorm.
-    assert len(report.loaded) == 106 and not report.mismatched
+    assert len(report.loaded) == 106 and not report.mismatched and not report.missing
     assert set(report.loaded) == {layer.name for layer in backbone.layers if layer.weights}
     x = np.random.default_rng(4).normal(0, 1, [2, 64, 64, 3]).astype(np.float32)
     expected = keras.Model(reference.input, reference.get_layer("conv5_block3_out").output).predict(x, verbose=0)
     np.testing.assert_allclose(backbone.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_backbone_weights_imagenet_loads_the_cached_file_in_maskrcnn(tmp_path, monkeypatch):
+    """BACKBONE_WEIGHTS='imagenet' reads ~/.keras/models/<Keras file name>, nothing else."""
+    reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    randomize(reference, seed=5)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cache = tmp_path / ".keras" / "models"
+    cache.mkdir(parents=True)
+    write_classic_file(reference, str(cache / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+
+    model = MaskRCNN("inference", TinyConfig(BACKBONE="resnet50", BACKBONE_WEIGHTS="imagenet"), tmp_path)
+    for ours, theirs in (("res5c_branch2c", "conv5_block3_3_conv"), ("bn_conv1", "conv1_bn"),
+                         ("bn4a_branch1", "conv4_block1_0_bn")):
+        for a, b in zip(model.keras_model.get_layer(ours).weights, reference.get_layer(theirs).weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # The heads are left as initialised: only the backbone comes from the file.
+    assert not model.keras_model.get_layer("fpn_p2").weights[1].numpy().any()
+
+
+def tiny_classic_backbone():
+    """Three classic-named layers, enough to exercise the ImageNet mapping cheaply."""
+    image = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv1")(image)
+    x = keras.layers.BatchNormalization(name="bn_conv1")(x)
+    x = keras.layers.Conv2D(4, 1, name="res2a_branch2a")(x)
+    return keras.Model(image, x)
+
+
+def test_backbone_file_with_classic_names_and_old_weight_names_loads_by_position(tmp_path):
+    # The older deep-learning-models release of resnet50_..._notop.h5 (what matterport
+    # downloads) uses the classic layer names, and Keras 1 weight names like "conv1_W".
+    source = tiny_classic_backbone()
+    randomize(source, seed=6)
+    path = str(tmp_path / "old_release.h5")
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([b"input_1", b"conv1", b"bn_conv1", b"res2a_branch2a", b"fc1000"])
+        f.create_group("input_1").attrs["weight_names"] = np.zeros([0], "S1")
+        for layer in source.layers[1:]:
+            suffixes = (["gamma", "beta", "running_mean", "running_std"]
+                        if isinstance(layer, keras.layers.BatchNormalization) else ["W", "b"])
+            names = [f"{layer.name}_{suffix}:0" for suffix in suffixes]
+            group = f.create_group(layer.name)
+            group.attrs["weight_names"] = np.array([n.encode() for n in names])
+            for name, variable in zip(names, layer.weights):
+                group.create_dataset(name, data=variable.numpy())
+        fc = f.create_group("fc1000")  # a classifier layer the backbone has no use for
+        fc.attrs["weight_names"] = np.array([b"fc1000_W:0"])
+        fc.create_dataset("fc1000_W:0", data=np.ones([2, 2], np.float32))
+
+    target = tiny_classic_backbone()
+    report = load_imagenet_backbone(target, path, "resnet50")
+    assert sorted(report.loaded) == ["bn_conv1", "conv1", "res2a_branch2a"] and report.skipped == ["fc1000"]
+    for a, b in zip(target.weights, source.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_backbone_file_lacking_a_backbone_layer_is_an_error(tmp_path):
+    source = tiny_classic_backbone()
+    path = str(tmp_path / "partial.h5")
+    write_classic_file(keras.Model(source.input, source.get_layer("bn_conv1").output), path)
+    with pytest.raises(ValueError, match="partial.h5: no weights for backbone layer res2a_branch2a"):
+        load_imagenet_backbone(tiny_classic_backbone(), path, "resnet50")
+    bad = tmp_path / "wrong_shapes.h5"
+    write_classic_file(keras.Sequential([keras.Input((16, 16, 5)), keras.layers.Conv2D(4, 3, name="conv1")]),
+                       str(bad))
+    with pytest.raises(ValueError, match=r"wrong_shapes.h5: weights of conv1 do not fit.*\(3, 3, 5, 4\)"):
+        load_imagenet_backbone(tiny_classic_backbone(), str(bad), "resnet50")
 
 
 def test_imagenet_without_the_file_says_where_to_put_it(tmp_path, monkeypatch):

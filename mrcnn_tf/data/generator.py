@@ -97,8 +97,13 @@ class DataGenerator(keras.utils.PyDataset):
         batches_per_epoch: len() of the generator; default one pass over
             the images. Larger values wrap around the (shuffled) images.
         skip_bad_images: an image file that cannot be decoded is replaced by
-            the next readable one and recorded in ``skipped_images`` with a
-            warning; by default it raises ImageLoadError naming file and id.
+            the next readable image in id order (deterministic, wrapping
+            around), recorded in ``skipped_images`` (id -> error) and never
+            read again; one warning per epoch gives the count and the ids
+            (``warn_skipped``, called from ``on_epoch_end``). By default the
+            ImageLoadError naming the file and the image id is raised as is.
+            Only undecodable files are skipped: bad annotations still raise.
+            With ``use_multiprocessing`` each worker keeps its own record.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``
             of ``keras.utils.PyDataset``.
     """
@@ -108,6 +113,7 @@ class DataGenerator(keras.utils.PyDataset):
         super().__init__(**kwargs)
         self.skip_bad_images = skip_bad_images
         self.skipped_images = {}  # image id -> why it could not be read
+        self._skipped_this_epoch = set()  # ids replaced since the last warning
         if len(dataset.image_ids) == 0:
             raise ValueError("the dataset has no images (did you call prepare()?)")
         if dataset.num_classes > config.NUM_CLASSES:
@@ -146,25 +152,61 @@ class DataGenerator(keras.utils.PyDataset):
         self._started = False
         self._order = self._epoch_order()
 
+    def _substitute(self, image_id):
+        """The image read in place of ``image_id``: itself, or with skip_bad_images the
+        next image (in id order, wrapping) not known to be unreadable."""
+        count = len(self.image_ids)
+        start = int(np.searchsorted(self.image_ids, image_id))
+        for offset in range(count):
+            candidate = self.image_ids[(start + offset) % count]
+            if candidate not in self.skipped_images:
+                return candidate
+        raise ImageLoadError(
+            f"skip_bad_images: none of the {count} images of the dataset could be read; "
+            f"image {image_id}: {self.skipped_images.get(image_id, '')}")
+
     def _load(self, image_id, rng):
-        """load_image_gt, or with skip_bad_images the next readable image in place of a broken file."""
-        for offset in range(len(self.image_ids)):
-            candidate = self.image_ids[(int(np.searchsorted(self.image_ids, image_id)) + offset)
-                                       % len(self.image_ids)]
-            if candidate in self.skipped_images:
-                continue
+        """load_image_gt, or with skip_bad_images a readable image in place of a broken file."""
+        while True:
+            candidate = self._substitute(image_id)
+            if candidate != image_id:
+                self._skipped_this_epoch.add(int(image_id))
             try:
                 return load_image_gt(self.dataset, self.config, candidate, self.augmentation, rng)
             except ImageLoadError as error:
                 if not self.skip_bad_images:
-                    raise
-                self.skipped_images[candidate] = str(error)
-                warnings.warn(f"skipping image {candidate} ({len(self.skipped_images)} skipped so far): "
-                              f"{error}", stacklevel=2)
-        raise ValueError("skip_bad_images: no image of the dataset could be read")
+                    raise  # as raised: it names the file and the image id
+                self.skipped_images[int(candidate)] = str(error)
+                self._skipped_this_epoch.add(int(candidate))
+
+    def on_epoch_end(self):
+        """Keras calls this after each epoch: warn once about the images skipped in it."""
+        self.warn_skipped()
+
+    def warn_skipped(self):
+        """Warn (once) with the count and ids of the unreadable images replaced since the
+        last warning; ``fit`` calls this at every epoch end. Returns the ids warned about."""
+        ids = sorted(self._skipped_this_epoch)
+        self._skipped_this_epoch = set()
+        if ids:
+            first = self.skipped_images.get(ids[0], "")
+            warnings.warn(
+                f"DataGenerator epoch {self.epoch + 1}: {len(ids)} unreadable image(s) replaced "
+                f"by other images of the dataset (skip_bad_images=True): ids {ids}; "
+                f"{len(self.skipped_images)} known unreadable in all, errors in "
+                f".skipped_images (first: {first})", stacklevel=2)
+        return ids
 
     def batch_image_ids(self, index):
-        """The image ids of batch ``index`` of the current epoch."""
+        """The image ids of batch ``index`` of the current epoch (after replacing images
+        already known to be unreadable, with skip_bad_images)."""
+        ids = self._scheduled_ids(index)
+        if self.skipped_images and len(self.skipped_images) < len(self.image_ids):
+            ids = [self._substitute(i) for i in ids]
+        return ids
+
+    def _scheduled_ids(self, index):
+        """Batch ``index``'s ids in this epoch's order, before any replacement."""
         start = index * self.batch_size
         return [self._order[(start + i) % len(self._order)] for i in range(self.batch_size)]
 
@@ -172,7 +214,7 @@ class DataGenerator(keras.utils.PyDataset):
         # One generator per (seed, epoch, batch): reproducible in any worker order.
         rng = np.random.default_rng([self.seed or 0, self.epoch, index]) if self.seed is not None \
             else np.random.default_rng()
-        return self.build_batch(self.batch_image_ids(index), rng)
+        return self.build_batch(self._scheduled_ids(index), rng)
 
     def build_batch(self, image_ids, rng):
         """The input dict for ``image_ids`` (see the class docstring)."""

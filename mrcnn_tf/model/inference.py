@@ -3,6 +3,7 @@
 import numpy as np
 
 from mrcnn_tf.data.transforms import compose_image_meta, mold_image, resize_image, unmold_mask
+from mrcnn_tf.data.validation import validate_image
 from mrcnn_tf.image_meta import META_COLUMNS
 
 IMAGE_SHAPE_COLUMN = META_COLUMNS["image_shape"][0]
@@ -21,14 +22,7 @@ def mold_inputs(images, config):
     """
     resized, metas, windows = [], [], []
     for index, image in enumerate(images):
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"detect() takes RGB images [H, W, 3], got shape {image.shape} "
-                             f"for image {index}")
-        if image.size == 0:
-            raise ValueError(f"image {index} is empty: shape {image.shape}")
-        if not np.issubdtype(image.dtype, np.integer) and not np.isfinite(image).all():
-            raise ValueError(f"image {index} has NaN or Inf pixels")
+        image = validate_image(image, f"image {index}")
         molded, window, scale, _, _ = resize_image(
             image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
             min_scale=config.IMAGE_MIN_SCALE,

@@ -8,11 +8,14 @@ import keras
 import numpy as np
 
 from mrcnn_tf.data.generator import DataGenerator
-from mrcnn_tf.model.callbacks import NaNGuard, ValidationImages
+from mrcnn_tf.model.callbacks import NaNGuard, ValidationImages, check_writable_model_dir
+# Checkpoint names stay importable from here (samples, cli and notebooks use them).
+from mrcnn_tf.model.checkpoint import (CHECKPOINT_PATTERN, ResumeState, WeightsCheckpoint,  # noqa: F401
+                                       checkpoint_epoch, latest_checkpoint, learning_rate_record,
+                                       resume_optimizer)
 from mrcnn_tf.model.graph import MODES, build_keras_model
 from mrcnn_tf.model.inference import mold_inputs, unmold_detections
-from mrcnn_tf.weights import (load_imagenet_backbone, load_weights_by_name, read_optimizer_state,
-                              restore_optimizer_state, save_weights_by_name)
+from mrcnn_tf.weights import load_imagenet_backbone, load_weights_by_name, save_weights_by_name
 
 # Which layers each training stage trains (the classic stage names). Both the
 # ResNet names (res4a_branch2a, bn4a_...) and the small backbone's
@@ -25,44 +28,6 @@ TRAINING_STAGES = {
     "5+": r"(res5.*)|(bn5.*)|(small_stage5.*)|" + _HEADS,
     "all": r".*",
 }
-CHECKPOINT_PATTERN = re.compile(r"mask_rcnn_.*_(\d{4})\.h5$")
-
-
-def latest_checkpoint(model_dir, name=None):
-    """Newest checkpoint of the newest run ``model_dir/<name><timestamp>/``.
-
-    Args:
-        model_dir: directory holding training runs.
-        name: the config NAME the runs start with; None accepts any run.
-    Raises:
-        FileNotFoundError naming ``model_dir`` when there is no checkpoint.
-    """
-    prefix = (name or "").lower()
-    runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-                  if d.startswith(prefix) and os.path.isdir(os.path.join(model_dir, d)))
-    # Timestamps sort runs of one name; across names, the newest directory wins.
-    runs.sort(key=lambda d: os.path.getmtime(os.path.join(model_dir, d)))
-    for run in reversed(runs):
-        run_dir = os.path.join(model_dir, run)
-        checkpoints = sorted(f for f in os.listdir(run_dir) if CHECKPOINT_PATTERN.search(f))
-        if checkpoints:
-            return os.path.join(run_dir, checkpoints[-1])
-    raise FileNotFoundError(f"no checkpoint{' of ' + repr(prefix) if prefix else ''} found under "
-                            f"{os.path.abspath(model_dir)}")
-
-
-class WeightsCheckpoint(keras.callbacks.Callback):
-    """Saves weights by layer name and the optimizer state after every epoch, atomically."""
-
-    def __init__(self, path_template):
-        super().__init__()
-        self.path_template = path_template
-
-    def on_epoch_end(self, epoch, logs=None):
-        save_weights_by_name(self.model, self.path_template.format(epoch=epoch + 1),
-                             optimizer=self.model.optimizer)
-
-
 class MaskRCNN:
     """Mask R-CNN in one mode, with the classic workflow.
 
@@ -82,7 +47,7 @@ class MaskRCNN:
         self.model_dir = os.path.abspath(model_dir)
         self.epoch = 0
         self.log_dir = None
-        self._saved_optimizer_state = None
+        self._saved_optimizer_state = None  # ResumeState of a loaded checkpoint, until train() uses it
         self.keras_model = _build_with_policy(mode, config)
         if config.BACKBONE_WEIGHTS:
             report = load_imagenet_backbone(self.keras_model, config.BACKBONE_WEIGHTS, config.BACKBONE)
@@ -98,6 +63,7 @@ class MaskRCNN:
     def find_last(self):
         """Path of the newest checkpoint in the newest run directory of ``model_dir``.
 
+        Unreadable (truncated, damaged) checkpoints are skipped with a warning.
         Raises FileNotFoundError naming ``model_dir`` when there is none.
         """
         return latest_checkpoint(self.model_dir, self.config.NAME)
@@ -105,12 +71,19 @@ class MaskRCNN:
     def load_weights(self, filepath, by_name=True, exclude=None):
         """Load weights saved by this package or a classic Keras ``.h5`` file.
 
+        Prints a one-line summary (loaded / skipped / shape-mismatched / not
+        in file). A checkpoint of this package (``mask_rcnn_<name>_<epoch>.h5``)
+        also sets the epoch counter and run directory, so ``train()``
+        continues the run, with its optimizer state when it continues the
+        same stage (see :mod:`mrcnn_tf.model.checkpoint`).
+
         Args:
             filepath: an ``.h5`` in the classic by-name layout (what our
                 checkpoints and matterport's ``mask_rcnn_coco.h5`` use), or a
                 Keras 3 ``.weights.h5`` (then by structure: same mode only).
             by_name: match layers by name (needed across modes).
-            exclude: layer names/regexes not to load (new class count).
+            exclude: layer names/regexes not to load (new class count), e.g.
+                ``["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]``.
         Returns:
             LoadReport (by name) or None.
         """
@@ -118,11 +91,11 @@ class MaskRCNN:
             self.keras_model.load_weights(filepath)
             return None
         report = load_weights_by_name(self.keras_model, filepath, exclude=exclude)
-        match = CHECKPOINT_PATTERN.search(os.path.basename(filepath))
-        if match:  # continue epoch numbering, the run directory and the optimizer
-            self.epoch = int(match.group(1))
+        epoch = checkpoint_epoch(filepath)
+        if epoch is not None:  # continue epoch numbering, the run directory and the optimizer
+            self.epoch = epoch
             self.log_dir = os.path.dirname(os.path.abspath(filepath))
-            self._saved_optimizer_state = read_optimizer_state(filepath) if not exclude else None
+            self._saved_optimizer_state = ResumeState.read(filepath) if not exclude else None
         print(f"{os.path.basename(filepath)}: {report}")
         return report
 
@@ -136,15 +109,8 @@ class MaskRCNN:
         if self.log_dir is None:
             stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
             self.log_dir = os.path.join(self.model_dir, f"{self.config.NAME.lower()}{stamp}")
-        try:  # fail now, not after an epoch of training, if checkpoints cannot be written
-            os.makedirs(self.log_dir, exist_ok=True)
-            probe = os.path.join(self.log_dir, ".write_test")
-            with open(probe, "wb") as f:
-                f.write(b"\0" * 4096)
-            os.remove(probe)
-        except OSError as error:
-            raise OSError(error.errno, f"model_dir cannot hold checkpoints ({error.strerror}): "
-                                       f"{self.log_dir}") from error
+        # Fail now, not after an epoch of training, if checkpoints cannot be written.
+        check_writable_model_dir(self.log_dir)
         return self.log_dir
 
     def set_trainable(self, layer_regex):
@@ -176,7 +142,7 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, verbose=1, seed=None, log_images=2,
-              skip_bad_images=False, **fit_kwargs):
+              skip_bad_images=False, resume=False, **fit_kwargs):
         """Train the chosen layers with ``keras.Model.fit`` up to epoch ``epochs``.
 
         Args:
@@ -191,12 +157,20 @@ class MaskRCNN:
             log_images: validation images drawn with their predictions into
                 TensorBoard each epoch (0: none).
             skip_bad_images: replace undecodable image files instead of stopping.
+            resume: continue from :meth:`find_last` if no checkpoint was
+                loaded yet and one exists (else start fresh); same as
+                ``load_weights(find_last())`` before the call.
         Returns:
             the Keras ``History``.
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built with mode='training'")
         config = self.config
+        if resume and self.log_dir is None:
+            try:
+                self.load_weights(self.find_last())
+            except FileNotFoundError:
+                print(f"resume: no checkpoint of {config.NAME!r} under {self.model_dir}, starting fresh")
         train_generator = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
                                         seed=seed, batches_per_epoch=config.STEPS_PER_EPOCH,
                                         skip_bad_images=skip_bad_images)
@@ -209,7 +183,9 @@ class MaskRCNN:
         log_dir = self.set_log_dir()
         config.to_json(os.path.join(log_dir, "config.json"))
         checkpoint = os.path.join(log_dir, f"mask_rcnn_{config.NAME.lower()}_{{epoch:04d}}.h5")
-        callbacks = [NaNGuard(train_generator), WeightsCheckpoint(checkpoint),
+        record = {"layers": layers, "end_epoch": int(epochs),
+                  "learning_rate": learning_rate_record(learning_rate)}
+        callbacks = [NaNGuard(train_generator), WeightsCheckpoint(checkpoint, training=record),
                      keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
         if val_dataset is not None and log_images:
             callbacks.append(ValidationImages(val_dataset, config, log_dir, max_images=log_images))
@@ -217,13 +193,15 @@ class MaskRCNN:
 
         self.set_trainable(layers)
         self.compile(learning_rate, config.LEARNING_MOMENTUM)
-        saved_state, self._saved_optimizer_state = self._saved_optimizer_state, None
-        if saved_state is not None:
-            # Resume exactly: momentum and iteration count as they were at the checkpoint.
-            restored = restore_optimizer_state(self.keras_model.optimizer,
-                                               self.keras_model.trainable_variables, saved_state)
-            print("optimizer state restored" if restored else
-                  "optimizer state not restored: the checkpoint trained other layers")
+        if self._saved_optimizer_state is not None and epochs > self.epoch:
+            # Resume exactly: momentum, iteration count and learning rate as they were at the
+            # checkpoint, if this call continues its stage. A call with nothing to train (an
+            # earlier stage of a rerun script) leaves the state for the call that trains.
+            state, self._saved_optimizer_state = self._saved_optimizer_state, None
+            _, message = resume_optimizer(self.keras_model.optimizer,
+                                          self.keras_model.trainable_variables, state,
+                                          layers=layers, learning_rate=learning_rate)
+            print(message)
         history = self.keras_model.fit(
             train_generator, initial_epoch=self.epoch, epochs=epochs,
             validation_data=val_generator, callbacks=callbacks, verbose=verbose,
