@@ -103,22 +103,39 @@ def _existing(path, argument, kind="dir"):
     return path
 
 
-def load_datasets(args):
-    """(train_or_eval_dataset, val_dataset or None) for the dataset arguments."""
-    from mrcnn_tf.data import CocoDataset, ShapesDataset, ViaDataset
+def _optional_dataset(class_name, dataset):
+    """A dataset class of mrcnn_tf.data, imported only when that format is used."""
+    try:
+        import mrcnn_tf.data as data
+        return getattr(data, class_name)
+    except (ImportError, AttributeError) as error:
+        raise RuntimeError(f"--dataset {dataset}: {class_name} is not available in this "
+                           f"installation ({error})") from error
 
+
+def load_datasets(args, size=128):
+    """(train_or_eval_dataset, val_dataset or None) for the dataset arguments.
+
+    Shapes images are drawn at ``size`` pixels (the config's IMAGE_MAX_DIM).
+    """
+    if args.shapes_count < 1:
+        raise UsageError(f"--shapes-count: must be >= 1, got {args.shapes_count}")
     if args.dataset == "shapes":
+        from mrcnn_tf.data import ShapesDataset
+
         train, val = ShapesDataset(), ShapesDataset()
-        train.load_shapes(args.shapes_count, 128, 128, seed=args.seed)
-        val.load_shapes(max(10, args.shapes_count // 10), 128, 128, seed=args.seed + 10_000)
+        train.load_shapes(args.shapes_count, size, size, seed=args.seed)
+        val.load_shapes(max(2, args.shapes_count // 10), size, size, seed=args.seed + 10_000)
         train.prepare()
         val.prepare()
         return train, val
     if args.dataset == "via":
+        ViaDataset = _optional_dataset("ViaDataset", "via")
         train = ViaDataset.from_directory(_existing(args.data, "--data"), args.class_attribute)
         val = (ViaDataset.from_directory(_existing(args.val_data, "--val-data"), args.class_attribute)
                if args.val_data else None)
         return train, val
+    CocoDataset = _optional_dataset("CocoDataset", "coco")
     train = CocoDataset.from_json(_existing(args.annotations, "--annotations", "file"),
                                   _existing(args.data, "--data"))
     val = None
@@ -138,17 +155,35 @@ def make_config(args, dataset=None, base=None):
         overrides["BACKBONE"] = args.backbone
     if getattr(args, "weights", None) == "imagenet":
         overrides["BACKBONE_WEIGHTS"] = "imagenet"
-    if base is not None:
-        return type(base).from_dict({**base.to_dict(), **overrides})
-    if getattr(args, "dataset", None) == "shapes":
-        return ShapesConfig(**overrides)
-    values = {"NAME": getattr(args, "dataset", None) or "mrcnn", "BACKBONE": "resnet50",
-              "IMAGES_PER_GPU": 1}
-    if dataset is not None:
-        values["NUM_CLASSES"] = dataset.num_classes
-    elif getattr(args, "num_classes", None):
-        values["NUM_CLASSES"] = args.num_classes
-    return Config(**{**values, **overrides})
+    try:
+        if base is not None:
+            config = type(base).from_dict({**base.to_dict(), **overrides})
+        elif getattr(args, "dataset", None) == "shapes":
+            config = ShapesConfig(**overrides)
+        else:
+            values = {"NAME": getattr(args, "dataset", None) or "mrcnn", "BACKBONE": "resnet50",
+                      "IMAGES_PER_GPU": 1}
+            if dataset is not None:
+                values["NUM_CLASSES"] = dataset.num_classes
+            elif getattr(args, "num_classes", None):
+                values["NUM_CLASSES"] = args.num_classes
+            config = Config(**{**values, **overrides})
+    except ValueError as error:  # Config names the bad key or value
+        raise UsageError(f"--set: {error}") from error
+    if config.BACKBONE_WEIGHTS == "imagenet":
+        _check_imagenet(config.BACKBONE)
+    return config
+
+
+def _check_imagenet(backbone):
+    """Fail before any work when the ImageNet file is not in the Keras cache (no downloads)."""
+    from mrcnn_tf.weights import imagenet_weights_path
+
+    try:
+        imagenet_weights_path(backbone)
+    except (FileNotFoundError, ValueError) as error:
+        raise RuntimeError(f"--weights imagenet: not available offline: {error}. Pass the "
+                           "weights file's path instead: --set BACKBONE_WEIGHTS=PATH") from error
 
 
 def _run_config_beside(weights_path):
@@ -183,8 +218,14 @@ def build_model(mode, config, args, weights):
 
 # ---------------------------------------------------------------- commands
 def cmd_train(args):
-    train, val = load_datasets(args)
-    config = make_config(args, train)
+    if args.dataset == "shapes":  # the config decides the image size of the shapes
+        config = make_config(args)
+        train, val = load_datasets(args, int(config.IMAGE_MAX_DIM or 128))
+    else:
+        train, val = load_datasets(args)
+        config = make_config(args, train)
+    if args.epochs < 1:
+        raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
     model = build_model("training", config, args, resolve_weights(args, config.NAME))
     model.train(train, val, args.learning_rate or config.LEARNING_RATE, args.epochs, args.layers,
                 verbose=2, seed=args.seed)
@@ -203,14 +244,16 @@ def _inference_model(args, dataset=None):
 
 
 def cmd_evaluate(args):
-    from mrcnn_tf.evaluate import coco_evaluate, compute_mAP
+    from mrcnn_tf.evaluate import coco_evaluate, compute_mAP, run_detections
 
-    train, val = load_datasets(args)
+    size = int(make_config(args).IMAGE_MAX_DIM or 128) if args.dataset == "shapes" else 128
+    train, val = load_datasets(args, size)
     # Shapes are scored on their held-out split; a via/coco --data is the set to score.
     dataset = val if args.dataset == "shapes" else train
     model, _config = _inference_model(args, dataset)
-    metrics = coco_evaluate(model, dataset, limit=args.limit)
-    metrics["voc_mask_mAP50"] = float(compute_mAP(model, dataset, limit=args.limit))
+    ids, results = run_detections(model, dataset, limit=args.limit, verbose=True)  # once for both
+    metrics = coco_evaluate(model, dataset, image_ids=ids, results=results)
+    metrics["voc_mask_mAP50"] = float(compute_mAP(model, dataset, image_ids=ids, results=results))
     print(f"VOC mask mAP@0.5: {metrics['voc_mask_mAP50']:.3f}")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:

@@ -36,8 +36,14 @@ def test_bad_arguments_name_the_argument(tmp_path):
     assert run.returncode == 2 and "--data: directory not found" in run.stderr
     run = run_module("train", "--dataset", "pascal")
     assert run.returncode == 2 and "--dataset" in run.stderr
+    run = run_module("train", "--dataset", "shapes", "--set", "FOO=1")
+    assert run.returncode == 2 and "--set" in run.stderr and "FOO" in run.stderr
     run = run_module("train", "--dataset", "shapes", "--set", "IMAGE_MAX_DIMS=64")
-    assert run.returncode == 1 and "IMAGE_MAX_DIMS" in run.stderr
+    assert run.returncode == 2 and "IMAGE_MAX_DIM" in run.stderr  # names the key, suggests the fix
+    run = run_module("train", "--dataset", "coco", "--data", str(tmp_path),
+                     "--annotations", str(tmp_path / "none.json"))
+    assert run.returncode == 2 and "--annotations: file not found" in run.stderr
+    assert "Traceback" not in run.stderr
     run = run_module("train", "--dataset", "shapes", "--set", "NOEQUALS")
     assert run.returncode == 2 and "--set: expected KEY=VALUE" in run.stderr
     run = run_module("export", "--model-dir", str(tmp_path), "--export-dir", str(tmp_path / "e"))
@@ -52,7 +58,9 @@ def test_train_export_detect_round_trip(tmp_path, capsys):
     runs = os.listdir(logs)
     assert len(runs) == 1 and os.path.isfile(os.path.join(logs, runs[0], "config.json"))
 
-    assert main(["export", "--model-dir", logs, "--export-dir", str(tmp_path / "export")]) == 0
+    run_dir = os.path.join(logs, runs[0])
+    checkpoint = os.path.join(run_dir, sorted(f for f in os.listdir(run_dir) if f.endswith(".h5"))[-1])
+    assert main(["export", "--weights", checkpoint, "--export-dir", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
 
     images = tmp_path / "images"
@@ -79,3 +87,4 @@ def test_imagenet_weights_without_the_file_say_where_to_put_it(tmp_path):
     assert run.returncode == 1
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in run.stderr
     assert os.path.join(str(tmp_path), ".keras", "models") in run.stderr
+    assert "BACKBONE_WEIGHTS=PATH" in run.stderr and "Traceback" not in run.stderr
