@@ -1,108 +1,160 @@
-"""Build (and with --execute, run and save with outputs) the notebooks in this folder.
+"""Build the notebooks of this folder, and with --execute run them and save them with outputs.
 
-    python notebooks/build_notebooks.py --execute      # MRCNN_TINY=1 keeps it to minutes on a CPU
+    python notebooks/build_notebooks.py                 # sources only (outputs dropped)
+    MRCNN_TINY=1 python notebooks/build_notebooks.py --execute   # what is committed: tiny, ~2 min
+    python notebooks/build_notebooks.py --execute demo.ipynb     # one notebook
 
-The notebook sources live here so they are reviewed as code; tests/test_notebooks.py
-executes every committed notebook at the tiny setting.
+The notebook sources live here so they are reviewed as code. Executing runs each notebook
+in a temporary directory (its ``logs/`` and ``export/`` are thrown away) with the
+``python3`` kernel; stderr (TensorFlow's start-up log) is dropped from the saved outputs.
+tests/test_notebooks.py checks that the .ipynb files match these sources and executes each
+at the tiny setting.
 """
 
 import os
 import sys
+import tempfile
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+KERNEL_NAME = "python3"
 
-SETUP = '''import os
-import numpy as np
+# The parameter cell (tagged "parameters", papermill's convention).
+PARAMETERS = '''import os
+
+# MRCNN_TINY=1 (the tests set it) runs every cell at a tiny size in seconds on a CPU.
+TINY = os.environ.get("MRCNN_TINY") == "1"
+SIZE = 64 if TINY else 128                        # image side, pixels
+TRAIN_IMAGES, VAL_IMAGES = (8, 4) if TINY else (500, 50)
+EPOCHS = 1 if TINY else 6                         # demo / inspect_model training
+STEPS_PER_EPOCH = 2 if TINY else 100
+LOG_IMAGES = 0 if TINY else 2                     # validation pictures in TensorBoard each epoch
+# Narrow heads and few RoIs when tiny; the full run keeps ShapesConfig's values.
+OVERRIDES = dict(IMAGES_PER_GPU=2, RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32,
+                 FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32, POST_NMS_ROIS_TRAINING=64,
+                 POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, DETECTION_MIN_CONFIDENCE=0.3,
+                 VALIDATION_STEPS=1) if TINY else {}
+print(f"TINY={TINY} SIZE={SIZE}")'''
+
+IMPORTS = '''import numpy as np
 import keras
+import matplotlib.pyplot as plt
 from IPython.display import display
 %matplotlib inline
 
-# MRCNN_TINY=1 (set by the tests) runs everything at a tiny size in seconds.
-TINY = os.environ.get("MRCNN_TINY") == "1"
 keras.utils.set_random_seed(0)'''
 
 SHAPES = '''from mrcnn_tf import MaskRCNN, DataGenerator
 from mrcnn_tf.data import ShapesConfig, ShapesDataset
 
-SIZE = 64 if TINY else 128
-config = ShapesConfig(IMAGE_MIN_DIM=SIZE, IMAGE_MAX_DIM=SIZE, STEPS_PER_EPOCH=2 if TINY else 100,
-                      VALIDATION_STEPS=1 if TINY else 5, DETECTION_MIN_CONFIDENCE=0.3 if TINY else 0.7,
-                      **({"RPN_ANCHOR_SCALES": (8, 16, 24, 32, 48)} if TINY else {}))
+config = ShapesConfig(IMAGE_MIN_DIM=SIZE, IMAGE_MAX_DIM=SIZE, STEPS_PER_EPOCH=STEPS_PER_EPOCH, **OVERRIDES)
 train_set, val_set = ShapesDataset(), ShapesDataset()
-train_set.load_shapes(8 if TINY else 500, SIZE, SIZE, seed=0)
-val_set.load_shapes(4 if TINY else 50, SIZE, SIZE, seed=1)
+train_set.load_shapes(TRAIN_IMAGES, SIZE, SIZE, seed=0)
+val_set.load_shapes(VAL_IMAGES, SIZE, SIZE, seed=1)
 train_set.prepare()
 val_set.prepare()
-model_dir = os.path.abspath("logs")'''
+model_dir = os.path.abspath("logs")
+print(f"{len(train_set.image_ids)} training, {len(val_set.image_ids)} validation images; "
+      f"classes {train_set.class_names}")'''
+
+
+def preamble():
+    parameters = new_code_cell(PARAMETERS)
+    parameters.metadata["tags"] = ["parameters"]
+    return [parameters, new_code_cell(IMPORTS)]
+
 
 NOTEBOOKS = {
     "demo.ipynb": [
-        new_markdown_cell("# mrcnn_tf demo\n\nLoad the model the main job trained "
-                          "(`samples/shapes/train_shapes.py`), or train a quick one, then detect and draw."),
-        new_code_cell(SETUP),
+        new_markdown_cell("# mrcnn_tf demo\n\nDetect shapes with the model the main job trained "
+                          "(`python samples/shapes/train_shapes.py` writes `outputs/shapes/logs`), or, "
+                          "without it (and always when `MRCNN_TINY=1`), with a quickly trained one."),
+        *preamble(),
         new_code_cell(SHAPES),
-        new_code_cell('''# The main job's checkpoint when it exists (and not in the tiny test run); else a quick training.
-main_job = os.path.join("..", "outputs", "shapes", "logs")
-detector = MaskRCNN("inference", config, model_dir)
-try:
-    assert not TINY
-    detector.load_weights(MaskRCNN("inference", config, main_job).find_last())
-except (AssertionError, FileNotFoundError):
+        new_code_cell('''from mrcnn_tf.model.mask_rcnn import latest_checkpoint
+
+main_job = os.path.join("..", "outputs", "shapes", "logs")  # relative to notebooks/
+checkpoint = None
+if not TINY:
+    try:
+        checkpoint = latest_checkpoint(main_job, config.NAME)
+    except FileNotFoundError as error:
+        print(error)
+if checkpoint is None:
     trainer = MaskRCNN("training", config, model_dir)
-    trainer.train(train_set, val_set, config.LEARNING_RATE, epochs=1 if TINY else 6, layers="all", verbose=0)
-    detector.load_weights(trainer.find_last())'''),
+    trainer.train(train_set, None, config.LEARNING_RATE, epochs=EPOCHS, layers="all", verbose=0)
+    checkpoint = trainer.find_last()
+detector = MaskRCNN("inference", config, model_dir)
+report = detector.load_weights(checkpoint)'''),
         new_code_cell('''from mrcnn_tf.visualize import display_instances
 
 images = [val_set.load_image(i) for i in val_set.image_ids[:2]]
 for image, r in zip(images, detector.detect(images)):
-    print(f"{len(r['class_ids'])} instances: {[val_set.class_names[c] for c in r['class_ids']]}")
-    display(display_instances(image, r["rois"], r["masks"], r["class_ids"], val_set.class_names,
-                              r["scores"], figsize=(4, 4)))'''),
+    print(f"{len(r['class_ids'])} instances: "
+          f"{[(val_set.class_names[c], round(float(s), 2)) for c, s in zip(r['class_ids'], r['scores'])]}")
+    fig = display_instances(image, r["rois"], r["masks"], r["class_ids"], val_set.class_names, r["scores"],
+                            figsize=(4, 4))
+    display(fig)
+    plt.close(fig)'''),
     ],
     "train_shapes.ipynb": [
-        new_markdown_cell("# Training on shapes with `model.fit`\n\nConfig, dataset, generator, "
-                          "training by stages, evaluation, pictures, export."),
-        new_code_cell(SETUP),
+        new_markdown_cell("# Training on shapes with `model.fit`\n\nConfig, dataset, `DataGenerator`, "
+                          "training by stages, evaluation (VOC and COCO), pictures, export to a "
+                          "SavedModel and a query of it."),
+        *preamble(),
         new_code_cell(SHAPES + "\nconfig.display()"),
         new_code_cell('''# One batch as model.fit sees it: a dict keyed like the training model's inputs.
 batch = DataGenerator(train_set, config, seed=0)[0]
 {name: (value.shape, value.dtype.name) for name, value in batch.items()}'''),
         new_code_cell('''model = MaskRCNN("training", config, model_dir)
 print(f"{model.keras_model.count_params():,} parameters")
-# Stage 1: heads (RPN, FPN, heads), stage 2: every layer. `epochs` counts across calls.
-model.train(train_set, val_set, config.LEARNING_RATE, epochs=1 if TINY else 4, layers="heads", verbose=0)
+# Stage 1: the heads (RPN, FPN, box and mask heads); stage 2: every layer.
+# `epochs` is the epoch to stop at, counted across calls, so the stages chain.
+heads = model.train(train_set, val_set, config.LEARNING_RATE, epochs=1 if TINY else 4, layers="heads",
+                    verbose=0, log_images=LOG_IMAGES)
 history = model.train(train_set, val_set, config.LEARNING_RATE, epochs=2 if TINY else 12, layers="all",
-                      verbose=0)
-{name: [round(v, 3) for v in values] for name, values in history.history.items() if not name.startswith("val")}'''),
-        new_code_cell('''from mrcnn_tf.evaluate import coco_evaluate, compute_mAP
+                      verbose=0, log_images=LOG_IMAGES)
+print("checkpoints:", sorted(os.listdir(model.log_dir)))
+{name: [round(v, 3) for v in heads.history[name] + values] for name, values in history.history.items()}'''),
+        new_code_cell('''fig, ax = plt.subplots(figsize=(5, 3))
+for name in ("loss", "val_loss"):
+    ax.plot(range(1, model.epoch + 1), heads.history[name] + history.history[name], "o-", label=name)
+ax.set_xlabel("epoch"); ax.legend()
+display(fig); plt.close(fig)'''),
+        new_code_cell('''from mrcnn_tf.evaluate import coco_evaluate, compute_mAP, run_detections
 
 detector = MaskRCNN("inference", config, model_dir)
 detector.load_weights(model.find_last())
-print(f"VOC mask mAP@0.5: {compute_mAP(detector, val_set):.3f}")
-metrics = coco_evaluate(detector, val_set, verbose=False)
-{kind: {k: round(v, 3) for k, v in values.items() if k in ("AP", "AP50", "AP75")} for kind, values in metrics.items()}'''),
+ids, results = run_detections(detector, val_set)  # detect once, score twice
+print(f"VOC mask mAP@0.5: {compute_mAP(detector, val_set, image_ids=ids, results=results):.3f}")
+metrics = coco_evaluate(detector, val_set, image_ids=ids, results=results, verbose=False)
+{kind: {k: round(v, 3) for k, v in values.items() if k in ("AP", "AP50", "AP75")}
+ for kind, values in metrics.items()}'''),
         new_code_cell('''from mrcnn_tf.visualize import display_instances
 
 image = val_set.load_image(0)
-r = detector.detect([image])[0]
-display(display_instances(image, r["rois"], r["masks"], r["class_ids"], val_set.class_names, r["scores"],
-                          figsize=(4, 4)))'''),
+r = results[0]
+fig = display_instances(image, r["rois"], r["masks"], r["class_ids"], val_set.class_names, r["scores"],
+                        figsize=(4, 4), title="detections")
+display(fig); plt.close(fig)'''),
         new_code_cell('''import tensorflow as tf
 from mrcnn_tf import export_saved_model
 
 path = export_saved_model(detector, os.path.abspath("export"))
+print("exported to", os.path.relpath(path), sorted(os.listdir(path)))
 served = tf.saved_model.load(path)
 out = served.signatures["serving_default"](images=tf.stack([tf.io.encode_png(image)]))
-print(path, {k: tuple(v.shape) for k, v in out.items()})
-print("detections:", int(out["num_detections"][0]), "classes:", out["detection_classes"][0, :int(out["num_detections"][0])].numpy())'''),
+n = int(out["num_detections"][0])
+print({k: tuple(v.shape) for k, v in sorted(out.items())})
+print(f"SavedModel: {n} detections, classes {out['detection_classes'][0, :n].numpy().tolist()}; "
+      f"detect(): {len(r['class_ids'])} detections, classes {r['class_ids'].tolist()}")'''),
     ],
     "inspect_data.ipynb": [
         new_markdown_cell("# Inspecting the data\n\nImages, masks, boxes, mini masks, resize modes, "
                           "anchors and RPN targets, augmentation."),
-        new_code_cell(SETUP),
+        *preamble(),
         new_code_cell(SHAPES),
         new_code_cell('''from mrcnn_tf.data import extract_bboxes
 from mrcnn_tf.visualize import display_instances, display_top_masks
@@ -110,117 +162,199 @@ from mrcnn_tf.visualize import display_instances, display_top_masks
 image_id = train_set.image_ids[0]
 image = train_set.load_image(image_id)
 masks, class_ids = train_set.load_mask(image_id)
-boxes = extract_bboxes(masks)
-print("image", image.shape, image.dtype, "| masks", masks.shape, "| classes", class_ids, "| boxes", boxes.tolist())
-display(display_top_masks(image, masks, class_ids, train_set.class_names))
-display(display_instances(image, boxes, masks, class_ids, train_set.class_names, figsize=(4, 4)))'''),
+boxes = extract_bboxes(masks)  # (y1, x1, y2, x2) pixels, y2/x2 exclusive
+print("image", image.shape, image.dtype, "| masks", masks.shape, masks.dtype, "| classes", class_ids)
+print("boxes", boxes.tolist())
+for fig in (display_top_masks(image, masks, class_ids, train_set.class_names),
+            display_instances(image, boxes, masks, class_ids, train_set.class_names, figsize=(4, 4))):
+    display(fig); plt.close(fig)'''),
         new_code_cell('''from mrcnn_tf.data import expand_mask, minimize_mask
 
-# Mini masks: each mask resized into its box (MINI_MASK_SHAPE) to save memory, and back.
+# Mini masks: each mask cropped to its box and resized to MINI_MASK_SHAPE, and back.
 mini = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
 restored = expand_mask(boxes, mini, image.shape)
-iou = [(m & r).sum() / max((m | r).sum(), 1) for m, r in zip(np.moveaxis(masks, -1, 0), np.moveaxis(restored, -1, 0))]
-print("mini masks", mini.shape, "| IoU after the round trip:", np.round(iou, 3))'''),
+iou = [(m & r).sum() / max((m | r).sum(), 1) for m, r in zip(np.moveaxis(masks, -1, 0),
+                                                             np.moveaxis(restored, -1, 0))]
+print("mini masks", mini.shape, "| IoU with the original after the round trip:", np.round(iou, 3))
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+for ax, picture, title in zip(axes, (masks[..., 0], mini[..., 0], restored[..., 0]),
+                              ("mask", f"mini mask {mini.shape[:2]}", "expanded back")):
+    ax.imshow(picture, cmap="gray"); ax.set_title(title); ax.axis("off")
+display(fig); plt.close(fig)'''),
         new_code_cell('''from mrcnn_tf.data import resize_image
 
-wide = np.concatenate([image, image], axis=1)  # a 1:2 image shows the modes' differences
-for mode in ("none", "square", "pad64", "crop"):
+wide = np.concatenate([image, image], axis=1)  # a 1:2 image shows how the modes differ
+fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+for ax, mode in zip(axes, ("none", "square", "pad64", "crop")):
     resized, window, scale, padding, crop = resize_image(wide, min_dim=SIZE, max_dim=SIZE, mode=mode,
                                                          rng=np.random.default_rng(0))
-    print(f"{mode:7s} {wide.shape} -> {resized.shape} window={window} scale={scale:.3f} crop={crop}")'''),
-        new_code_cell('''from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
+    print(f"{mode:7s} {wide.shape} -> {resized.shape} window={window} scale={scale:.3f} crop={crop}")
+    ax.imshow(resized); ax.set_title(f"{mode} {resized.shape[:2]}")
+display(fig); plt.close(fig)'''),
+        new_code_cell('''from mrcnn_tf.data import unmold_image
+from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
+from mrcnn_tf.ops.boxes import decode_boxes
 from mrcnn_tf.visualize import draw_boxes
 
+# The RPN targets of the first image of a training batch (no augmentation, no shuffling).
 batch = DataGenerator(train_set, config, shuffle=False, seed=0)[0]
-anchors = pyramid_anchors_for_image((SIZE, SIZE), config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+molded = unmold_image(batch["input_image"][0], config.MEAN_PIXEL)
+anchors = pyramid_anchors_for_image(molded.shape[:2], config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                     config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, normalized=False)
 match = batch["input_rpn_match"][0, :, 0]
-print(f"{len(anchors)} anchors: {(match == 1).sum()} positive, {(match == -1).sum()} negative, rest neutral")
-display(draw_boxes(image, boxes=anchors[match == 1], title="positive anchors"))'''),
+positive = anchors[match == 1]
+print(f"{len(anchors)} anchors: {(match == 1).sum()} positive, {(match == -1).sum()} negative, "
+      f"{(match == 0).sum()} neutral")
+# input_rpn_bbox holds the positives' deltas in anchor order: applied, they land on the GT boxes.
+targets = decode_boxes(positive, batch["input_rpn_bbox"][0, :len(positive)], config.RPN_BBOX_STD_DEV).numpy()
+gt_boxes = batch["input_gt_boxes"][0][batch["input_gt_class_ids"][0] > 0]
+print("GT boxes:", gt_boxes.tolist())
+fig = draw_boxes(molded, boxes=positive, refined_boxes=targets, figsize=(4, 4),
+                 title="positive anchors (dotted) and their targets")
+display(fig); plt.close(fig)'''),
         new_code_cell('''from mrcnn_tf.data.augment import default_augmentation
 
 augment = default_augmentation()
-aug_image, aug_masks = augment(image, masks, np.random.default_rng(1))
 print(augment)
-display(display_instances(aug_image, extract_bboxes(aug_masks), aug_masks, class_ids[:aug_masks.shape[-1]],
-                          train_set.class_names, figsize=(4, 4)))'''),
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+for ax, seed in zip(axes, (1, 2, 3)):
+    aug_image, aug_masks = augment(image, masks, np.random.default_rng(seed))
+    keep = aug_masks.any(axis=(0, 1))  # an instance can leave the picture
+    display_instances(aug_image, extract_bboxes(aug_masks[..., keep]), aug_masks[..., keep],
+                      class_ids[keep], train_set.class_names, ax=ax, title=f"seed {seed}")
+display(fig); plt.close(fig)'''),
     ],
     "inspect_model.ipynb": [
-        new_markdown_cell("# Inspecting the model\n\nEach stage of a forward pass, from the inference "
-                          "graph's named outputs: anchors and RPN scores, proposals, RoIAlign crops, "
-                          "class and box refinements, detections, masks, activations, weights."),
-        new_code_cell(SETUP),
+        new_markdown_cell("# Inspecting the model\n\nEach stage of a forward pass, read from the "
+                          "inference graph's named outputs: anchors and RPN scores, proposals before "
+                          "and after NMS, RoIAlign crops, class and box refinements, detections, masks, "
+                          "feature maps, weights."),
+        *preamble(),
         new_code_cell(SHAPES),
-        new_code_cell('''trainer = MaskRCNN("training", config, model_dir)
-trainer.train(train_set, val_set, config.LEARNING_RATE, epochs=1 if TINY else 6, layers="all", verbose=0)
-model = MaskRCNN("inference", config, model_dir)
-model.load_weights(trainer.find_last())
+        new_code_cell('''model = MaskRCNN("inference", config, model_dir)
+if TINY:  # seconds count: the stages and shapes, with freshly initialised weights
+    print("MRCNN_TINY=1: untrained weights")
+else:  # a quickly trained model (every layer, from scratch), its weights in the inference model
+    trainer = MaskRCNN("training", config, model_dir)
+    trainer.train(train_set, None, config.LEARNING_RATE, epochs=EPOCHS, layers="all", verbose=0)
+    model.load_weights(trainer.find_last())
 
 from mrcnn_tf.model.inference import mold_inputs
+
 image = val_set.load_image(0)
 molded, metas, windows = mold_inputs([image], config)
 out = model.keras_model.predict({"input_image": molded, "input_image_meta": metas}, verbose=0)
 {name: value.shape for name, value in out.items()}'''),
-        new_code_cell('''from mrcnn_tf.visualize import draw_boxes
+        new_markdown_cell("## RPN: anchor scores and the proposals before and after NMS\n\n"
+                          "`ProposalLayer` keeps the `PRE_NMS_LIMIT` best-scoring anchors, applies their "
+                          "`rpn_bbox` deltas, clips to the image and runs NMS. Redone here in numpy "
+                          "from the graph's outputs, every `rpn_rois` row is one of those refined anchors."),
+        new_code_cell('''from mrcnn_tf.ops.boxes import box_iou, clip_boxes, decode_boxes
+from mrcnn_tf.visualize import draw_boxes
 
-scale = np.array([SIZE] * 4)
+scale = np.array([SIZE, SIZE, SIZE, SIZE], np.float32)  # normalised -> molded pixels
 scores = out["rpn_class"][0, :, 1]
-top = np.argsort(-scores)[:10]
-print("top RPN scores:", np.round(scores[top], 3))
-display(draw_boxes(image, boxes=out["anchors"][0, top] * scale, title="top-scoring anchors"))
+order = np.argsort(-scores, kind="stable")[:config.PRE_NMS_LIMIT]
+refined = clip_boxes(decode_boxes(out["anchors"][0, order], out["rpn_bbox"][0, order],
+                                  config.RPN_BBOX_STD_DEV), [0.0, 0.0, 1.0, 1.0]).numpy()
 proposals = out["rpn_rois"][0]
-proposals = proposals[np.any(proposals != 0, axis=1)]
-print(f"{len(proposals)} proposals after NMS (of {len(scores)} anchors)")
-display(draw_boxes(image, boxes=proposals[:20] * scale, title="first 20 proposals"))'''),
+proposals = proposals[np.any(proposals != 0, axis=1)]  # zero rows are padding
+found = np.array([np.abs(refined - p).max(axis=1).min() < 1e-4 for p in proposals])
+print(f"{len(scores)} anchors -> {len(order)} refined before NMS -> {len(proposals)} proposals after NMS; "
+      f"all proposals among the refined anchors: {found.all()}")
+assert found.all(), "rpn_rois should be refined top-scoring anchors"
+overlap = box_iou(proposals, proposals).numpy() - np.eye(len(proposals))
+print(f"max IoU between proposals: {overlap.max():.2f} (NMS threshold {config.RPN_NMS_THRESHOLD})")
+print("top RPN scores:", np.round(scores[order[:10]], 3))
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+draw_boxes(image, boxes=out["anchors"][0, order[:10]] * scale, refined_boxes=refined[:10] * scale,
+           ax=axes[0], title="top 10 anchors, refined (before NMS)")
+draw_boxes(image, boxes=proposals[:10] * scale, ax=axes[1], title="first 10 proposals (after NMS)")
+display(fig); plt.close(fig)'''),
+        new_markdown_cell("## RoIAlign on an FPN level\n\nA sub-model up to `fpn_p2` (stride 4) gives the "
+                          "feature map; `mrcnn_tf.ops.roi_align` pools the first proposals from it, in P2's "
+                          "own pixel coordinates."),
         new_code_cell('''import tensorflow as tf
 from mrcnn_tf.ops import roi_align
 
-# RoIAlign by hand on P2 (stride 4): the first proposals, 7x7 bins, mean over channels.
-p2_model = keras.Model(model.keras_model.input["input_image"], model.keras_model.get_layer("fpn_p2").output)
-p2 = p2_model.predict(molded, verbose=0)
-crops = roi_align(p2, proposals[:4] * SIZE / 4.0, tf.zeros(4, tf.int32), 7).numpy()
-print("P2", p2.shape, "-> crops", crops.shape)
-print(np.round(crops[0].mean(axis=-1), 2))'''),
-        new_code_cell('''probs = out["mrcnn_class"][0]
-best = probs[:len(proposals)].argmax(axis=1)
-print("class of the first proposals:", [val_set.class_names[c] for c in best[:8]])
-print("their box deltas (class chosen):", np.round(out["mrcnn_bbox"][0, np.arange(4), best[:4]], 3))
+levels = ["fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5"]
+features = keras.Model(model.keras_model.input["input_image"],
+                       [model.keras_model.get_layer(name).output for name in levels])
+maps = dict(zip(levels, features.predict(molded, verbose=0)))
+p2 = maps["fpn_p2"]
+stride = SIZE / p2.shape[1]
+crops = roi_align(p2, proposals[:4] * SIZE / stride, tf.zeros(4, tf.int32), config.POOL_SIZE).numpy()
+print("P2", p2.shape, f"(stride {stride:g}) -> crops", crops.shape)
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.5))
+for ax, crop, box in zip(axes, crops, proposals[:4] * SIZE):
+    ax.imshow(crop.mean(axis=-1)); ax.set_title(f"box {np.round(box).astype(int).tolist()}", fontsize=8)
+    ax.axis("off")
+display(fig); plt.close(fig)'''),
+        new_markdown_cell("## Classification and box refinement, detections, masks"),
+        new_code_cell('''probs = out["mrcnn_class"][0, :len(proposals)]
+best = probs.argmax(axis=1)
+print("classes of the first proposals:", [val_set.class_names[c] for c in best[:8]])
+print("their box deltas (for the class chosen):\\n", np.round(out["mrcnn_bbox"][0, np.arange(4), best[:4]], 3))
 detections = out["detections"][0]
-detections = detections[detections[:, 5] > 0]
-print(f"{len(detections)} detections (y1, x1, y2, x2, class, score):\\n{np.round(detections, 3)}")'''),
-        new_code_cell('''import matplotlib.pyplot as plt
-
-r = model.detect([image])[0]
+detections = detections[detections[:, 4] > 0]  # (y1, x1, y2, x2, class, score); class 0 rows are padding
+print(f"{len(detections)} detections (y1, x1, y2, x2, class, score):\\n{np.round(detections, 3)}")
+print("mrcnn_mask", out["mrcnn_mask"].shape, "(one sigmoid map per class for each detection)")'''),
+        new_code_cell('''r = model.detect([image])[0]
 fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 axes[0].imshow(image); axes[0].set_title("image")
-axes[1].imshow(r["masks"].any(axis=-1) if r["masks"].size else np.zeros(image.shape[:2])); axes[1].set_title("masks")
-axes[2].imshow(p2[0].mean(axis=-1)); axes[2].set_title("P2 activation (mean)")
+axes[1].imshow(r["masks"].any(axis=-1) if r["masks"].size else np.zeros(image.shape[:2]), cmap="gray")
+axes[1].set_title(f"{r['masks'].shape[-1]} masks (union)")
+if len(detections):
+    axes[2].imshow(out["mrcnn_mask"][0, 0, :, :, int(detections[0, 4])], vmin=0, vmax=1)
+axes[2].set_title("first detection's 28x28 mask")
 for ax in axes: ax.axis("off")
+display(fig); plt.close(fig)'''),
+        new_markdown_cell("## Activations and weights"),
+        new_code_cell('''fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+for ax, (name, value) in zip(axes, maps.items()):
+    ax.imshow(value[0].mean(axis=-1)); ax.set_title(f"{name} {value.shape[1:3]} (channel mean)")
+    ax.axis("off")
 display(fig); plt.close(fig)'''),
         new_code_cell('''fig, axes = plt.subplots(1, 3, figsize=(9, 2.5))
 for ax, name in zip(axes, ("small_stem_conv", "fpn_p2", "mrcnn_mask")):
     weights = model.keras_model.get_layer(name).weights[0].numpy().ravel()
-    ax.hist(weights, bins=40); ax.set_title(f"{name} ({weights.size} weights)")
+    ax.hist(weights, bins=40); ax.set_title(f"{name} ({weights.size} weights)", fontsize=9)
 display(fig); plt.close(fig)'''),
     ],
 }
 
 
-def build(execute=False):
-    for name, cells in NOTEBOOKS.items():
-        notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                      "language": "python"}})
+def _drop_tf_log(output):
+    if output.get("output_type") == "stream":
+        output.text = "".join(line for line in output.text.splitlines(keepends=True)
+                              if not line.startswith(("INFO:tensorflow", "WARNING:tensorflow")))
+    return output
+
+
+def build(names=None, execute=False):
+    """Write the notebooks (``names``: all by default); ``execute`` runs them first."""
+    for name in names or NOTEBOOKS:
+        cells = [nbformat.from_dict(cell) for cell in NOTEBOOKS[name]]  # copies: outputs stay off NOTEBOOKS
+        notebook = new_notebook(cells=cells, metadata={
+            "kernelspec": {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"}})
         if execute:
             from nbclient import NotebookClient
-            run_dir = os.path.join(HERE, ".run")
-            os.makedirs(run_dir, exist_ok=True)
-            NotebookClient(notebook, timeout=1200, kernel_name="python3",
-                           resources={"metadata": {"path": run_dir}}).execute()
-            for cell in notebook.cells:  # keep results, drop TF's start-up log noise
-                cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
+
+            with tempfile.TemporaryDirectory() as run_dir:
+                NotebookClient(notebook, timeout=1800, kernel_name=KERNEL_NAME,
+                               resources={"metadata": {"path": run_dir}}).execute()
+            for cell in notebook.cells:  # keep the results, drop TF's log noise (and its temp paths)
+                if cell.cell_type == "code":
+                    cell.outputs = [_drop_tf_log(o) for o in cell.outputs if o.get("name") != "stderr"]
+                    cell.outputs = [o for o in cell.outputs if o.get("output_type") != "stream" or o.text]
         nbformat.write(notebook, os.path.join(HERE, name))
-        print("wrote", name)
+        print(f"wrote {name} ({os.path.getsize(os.path.join(HERE, name)) / 1e3:.0f} kB)")
 
 
 if __name__ == "__main__":
-    build(execute="--execute" in sys.argv)
+    arguments = sys.argv[1:]
+    unknown = [a for a in arguments if a != "--execute" and a not in NOTEBOOKS]
+    if unknown:
+        sys.exit(f"unknown arguments {unknown}: give --execute and/or notebook names {sorted(NOTEBOOKS)}")
+    build([a for a in arguments if a in NOTEBOOKS], execute="--execute" in arguments)

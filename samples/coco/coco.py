@@ -1,64 +1,138 @@
-"""Train or evaluate Mask R-CNN on any COCO-format annotation file.
+"""COCO: train or evaluate Mask R-CNN on any COCO-format annotation file.
 
     python samples/coco/coco.py train --annotations train.json --images train/ \\
         --val-annotations val.json --val-images val/ --weights imagenet
     python samples/coco/coco.py evaluate --annotations val.json --images val/ --weights last
 
-Evaluation is pycocotools' COCOeval (bbox and segm) against the same file.
+The annotation file is the COCO "instances" format (polygons or RLE, crowd
+regions honoured; category ids need not be contiguous: ``--class-ids`` keeps
+a subset). Evaluation is pycocotools' COCOeval, bbox and segm, of the
+model's detections against the same file: it prints the 12-line tables and a
+summary line ``bbox AP x  segm AP y``.
+
+``--weights``: ``none``, ``imagenet`` (backbone; the Keras Applications file
+must be on disk), ``last`` (newest checkpoint under ``--model-dir``) or an
+``.h5`` path (matterport's ``mask_rcnn_coco.h5`` loads by layer name).
+``--backbone small --tiny`` is the CPU smoke setting the tests use.
 """
 
 import argparse
+import os
 import sys
 
+from mrcnn_tf import Config
 
-def coco_config(num_classes, backbone="resnet50", tiny=False, imagenet=False):
-    from mrcnn_tf import Config
-
-    values = {"NAME": "coco", "NUM_CLASSES": num_classes, "BACKBONE": backbone, "IMAGES_PER_GPU": 1,
-              "BACKBONE_WEIGHTS": "imagenet" if imagenet else None}
-    if tiny:  # CPU smoke settings
-        values.update(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
-                      RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32,
-                      FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32, POST_NMS_ROIS_TRAINING=64,
-                      POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, DETECTION_MIN_CONFIDENCE=0.0,
-                      DETECTION_MAX_INSTANCES=8)
-    return Config(**values)
+# --tiny: 64 px images, narrow heads, few RoIs.
+TINY = dict(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
+            RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32,
+            FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32, POST_NMS_ROIS_TRAINING=64,
+            POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, DETECTION_MIN_CONFIDENCE=0.0,
+            DETECTION_MAX_INSTANCES=8)
 
 
-def main(argv=None):
+class CocoConfig(Config):
+    """COCO-style training: ResNet-50, one image per step; NUM_CLASSES comes from the file."""
+
+    NAME = "coco"
+    BACKBONE = "resnet50"
+    IMAGES_PER_GPU = 1
+    STEPS_PER_EPOCH = 1000
+
+
+def make_config(num_classes, backbone="resnet50", weights="none", tiny=False):
+    backbone_weights = None
+    if weights == "imagenet":
+        from mrcnn_tf.weights import imagenet_weights_path
+
+        try:  # nothing is downloaded at run time: say where the file must go
+            imagenet_weights_path(backbone)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"--weights imagenet: {error}") from None
+        backbone_weights = "imagenet"
+    return CocoConfig(NUM_CLASSES=num_classes, BACKBONE=backbone, BACKBONE_WEIGHTS=backbone_weights,
+                      **(TINY if tiny else {}))
+
+
+def load_model(mode, config, weights, model_dir):
+    from mrcnn_tf import MaskRCNN
+    from mrcnn_tf.model.mask_rcnn import latest_checkpoint
+
+    path = None
+    if weights == "last":
+        try:
+            path = latest_checkpoint(model_dir, config.NAME)
+        except FileNotFoundError as error:
+            raise SystemExit(f"--weights last: {error} (train first, or give --model-dir)") from None
+    elif weights not in ("none", "imagenet"):
+        if not os.path.isfile(weights):
+            raise SystemExit(f"--weights: no such file {weights}")
+        path = weights
+    model = MaskRCNN(mode, config, model_dir)
+    if path is not None:
+        # By layer name: with another class count (the 81-class file on a subset) the
+        # class-specific layers do not fit, stay as built and are listed as mismatched.
+        model.load_weights(path)
+    return model
+
+
+def load_dataset(annotations, images, class_ids):
+    from mrcnn_tf.data import CocoDataset
+
+    for path, what in ((annotations, "annotation file"), (images, "image directory")):
+        if not os.path.exists(path):
+            raise SystemExit(f"no such {what}: {path}")
+    return CocoDataset.from_json(annotations, images, class_ids=class_ids)
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["train", "evaluate"])
     parser.add_argument("--annotations", required=True, help="COCO JSON (train, or the set to evaluate)")
     parser.add_argument("--images", required=True, help="image directory of --annotations")
     parser.add_argument("--val-annotations", help="train: validation COCO JSON")
-    parser.add_argument("--val-images", help="train: validation image directory")
+    parser.add_argument("--val-images", help="train: validation image directory (default: --images)")
     parser.add_argument("--class-ids", type=int, nargs="+", help="only these COCO category ids")
-    parser.add_argument("--weights", default="none", help="'imagenet', 'last', 'none' or a checkpoint .h5")
+    parser.add_argument("--weights", help="'none', 'imagenet', 'last' or a checkpoint .h5 "
+                                          "(default: none for train, last for evaluate)")
     parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101", "small"])
-    parser.add_argument("--model-dir", default="logs")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--model-dir", default="logs", help="directory of training runs (default: logs)")
+    parser.add_argument("--epochs", type=int, default=40, help="train: the epoch to stop at")
+    parser.add_argument("--layers", default=None,
+                        help="train: 'heads', '3+', '4+', '5+', 'all' or a regex (default: heads then "
+                             "all when pretrained, all from scratch)")
+    parser.add_argument("--seed", type=int, default=0, help="train: data order seed")
     parser.add_argument("--limit", type=int, help="evaluate: at most this many images")
-    parser.add_argument("--tiny", action="store_true", help="tiny CPU settings (smoke test)")
+    parser.add_argument("--tiny", action="store_true", help="tiny CPU settings (64 px, 2 steps; smoke test)")
     args = parser.parse_args(argv)
+    if args.weights is None:
+        args.weights = "none" if args.command == "train" else "last"
+    return args
 
-    from mrcnn_tf import MaskRCNN
-    from mrcnn_tf.data import CocoDataset
-    from mrcnn_tf.model.mask_rcnn import latest_checkpoint
 
-    dataset = CocoDataset.from_json(args.annotations, args.images, class_ids=args.class_ids)
-    config = coco_config(dataset.num_classes, args.backbone, args.tiny, args.weights == "imagenet")
-    model = MaskRCNN("training" if args.command == "train" else "inference", config, args.model_dir)
-    if args.weights == "last":
-        model.load_weights(latest_checkpoint(args.model_dir, config.NAME))
-    elif args.weights not in ("none", "imagenet"):
-        model.load_weights(args.weights)
+def main(argv=None):
+    args = parse_args(argv)
+    dataset = load_dataset(args.annotations, args.images, args.class_ids)
+    print(f"{args.annotations}: {len(dataset.image_ids)} images, classes {dataset.class_names}")
+    config = make_config(dataset.num_classes, args.backbone, args.weights if args.command == "train" else
+                         "none", args.tiny)
+    model = load_model("training" if args.command == "train" else "inference", config, args.weights,
+                       args.model_dir)
 
     if args.command == "train":
         val = None
         if args.val_annotations:
-            val = CocoDataset.from_json(args.val_annotations, args.val_images or args.images,
-                                        class_ids=args.class_ids)
-        model.train(dataset, val, config.LEARNING_RATE, args.epochs, "all", verbose=2)
+            val = load_dataset(args.val_annotations, args.val_images or args.images, args.class_ids)
+        common = dict(verbose=2, seed=args.seed, log_images=0 if args.tiny else 2)
+        if args.layers:
+            model.train(dataset, val, config.LEARNING_RATE, args.epochs, args.layers, **common)
+        elif args.weights == "none":
+            model.train(dataset, val, config.LEARNING_RATE, args.epochs, "all", **common)
+        else:
+            heads = max(1, args.epochs // 4)
+            model.train(dataset, val, config.LEARNING_RATE, heads, "heads", **common)
+            if args.epochs > heads:
+                model.train(dataset, val, config.LEARNING_RATE / 10, args.epochs, "all", **common)
+        print(f"checkpoints in {model.log_dir}")
     else:
         from mrcnn_tf.evaluate import coco_evaluate
 
