@@ -58,25 +58,35 @@ def add_grid_arguments(parser, sizes, backbones, batches, quick_help):
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration
 
 
-def run_grid(script, args, measure, format_row):
-    """Each (backbone, size, batch) measured in its own process; returns table rows.
+def grid(args):
+    """(backbone, size, batch) for every combination of the grid arguments."""
+    return [(backbone, size, batch) for backbone in args.backbones for size in args.sizes
+            for batch in args.batches]
 
+
+def run_grid(script, args, measure, configurations=None):
+    """Each (backbone, size, batch) measured in its own process, so peak memory is its own.
+
+    Returns ``[(backbone, size, batch, result dict or None, failure reason)]``.
     With ``--one`` (the child side) prints ``measure``'s JSON and returns None.
     """
     if args.one:
         backbone, size, batch = args.one.split(",")
         print(json.dumps(measure(backbone, int(size), int(batch), args.repeats)))
         return None
-    rows = []
-    for backbone in args.backbones:
-        for size in args.sizes:
-            for batch in args.batches:
-                run = subprocess.run([sys.executable, script, "--one", f"{backbone},{size},{batch}",
-                                      "--repeats", str(args.repeats)], capture_output=True, text=True)
-                if run.returncode != 0:
-                    reason = (run.stderr.strip().splitlines() or ["?"])[-1][:60]
-                    rows.append([backbone, size, batch, "failed", reason])
-                    continue
-                result = json.loads(run.stdout.strip().splitlines()[-1])
-                rows.append([backbone, size, batch, *format_row(result, batch)])
-    return rows
+    results = []
+    for backbone, size, batch in configurations or grid(args):
+        run = subprocess.run([sys.executable, script, "--one", f"{backbone},{size},{batch}",
+                              "--repeats", str(args.repeats)], capture_output=True, text=True)
+        if run.returncode != 0:
+            reason = (run.stderr.strip().splitlines() or ["?"])[-1][:80]
+            results.append((backbone, size, batch, None, reason))
+            continue
+        results.append((backbone, size, batch, json.loads(run.stdout.strip().splitlines()[-1]), ""))
+    return results
+
+
+def result_rows(results, format_row):
+    """Table rows: the configuration, then ``format_row(result, batch)`` or the failure."""
+    return [[backbone, size, batch, *(format_row(result, batch) if result else ["failed", reason])]
+            for backbone, size, batch, result, reason in results]

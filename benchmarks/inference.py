@@ -1,23 +1,43 @@
 """Inference latency and throughput of Mask R-CNN, next to the machine's matmul peak.
 
-    python benchmarks/inference.py                       # R50/R101-FPN at 640 and 1024
+    python benchmarks/inference.py                       # R50/R101-FPN at 640 and 1024, batch 1 and 4
     python benchmarks/inference.py --quick               # small backbone at 256 (seconds)
+    python benchmarks/inference.py --with-peers          # also TF Model Garden's R50-FPN, and ratios
 
-Each configuration runs in a fresh subprocess so its peak memory is its own. FLOPs are
-counted by TF's profiler on the traced graph (float operations of every op).
+What is timed: ``MaskRCNN("inference").keras_model(inputs, training=False)`` inside one
+``tf.function(reduce_retracing=True)`` (the graph, not Keras's predict loop), on seeded random
+images, median of ``--repeats`` calls after 2 warm-up calls; outputs are copied to numpy.
+Batch 1 gives the latency, batch 4 the throughput. ResNets: 81 classes and the default
+(paper) heads, 1000 proposals, 100 detections (DETECTION_MIN_CONFIDENCE 0, so the mask head
+always runs on all 100); "small": ShapesConfig's CPU-sized heads.
+
+FLOPs: counted by TF's profiler (``tf.compat.v1`` model_analyzer, ``float_operation()``) on the
+traced concrete function's graph: 2 per multiply-add of every Conv2D/MatMul, plus the
+elementwise ops whose shapes are static. Achieved GFLOP/s = that count / median time. The
+backbone+FPN (C2..C5 -> P2..P5) is traced and timed on its own too. Both are set against a
+float32 ``tf.matmul`` (2048x2048) peak measured in the same process just before the model, so
+that a shared machine's load at that moment weighs on both alike.
+
+Peak memory: ``ru_maxrss`` of a fresh subprocess per configuration (model, trace, runs).
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (add_grid_arguments, matmul_peak_gflops, median_seconds,  # noqa: E402
-                    peak_memory_mb, print_table, run_grid)
+                    peak_memory_mb, print_table, result_rows, run_grid)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS_DIR = os.path.join(HERE, ".peers")
+PEER_PACKAGE = "tf-models-official"
 
 
 def graph_gflops(concrete_function):
-    """Float operations of one call of a concrete function, in GFLOP."""
+    """Float operations of one call of a concrete function, in GFLOP (TF profiler)."""
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     options = option_builder.ProfileOptionBuilder.float_operation()
@@ -27,60 +47,116 @@ def graph_gflops(concrete_function):
 
 
 def measure(backbone, size, batch, repeats):
-    """One configuration: latency, FLOPs, backbone+FPN share, memory (run in a subprocess)."""
+    """One configuration: latency, FLOPs, backbone+FPN alone, memory (run in a subprocess)."""
     import keras
     import numpy as np
     import tensorflow as tf
 
+    peak = matmul_peak_gflops()
+
     from mrcnn_tf import Config, MaskRCNN
+    from mrcnn_tf.data import ShapesConfig
     from mrcnn_tf.model.inference import mold_inputs
 
-    class BenchConfig(Config):
-        NAME = "bench"
-        NUM_CLASSES = 81
-        BACKBONE = backbone
-        IMAGES_PER_GPU = batch
-        IMAGE_MIN_DIM = size
-        IMAGE_MAX_DIM = size
-        DETECTION_MIN_CONFIDENCE = 0.0
-
-    model = MaskRCNN("inference", BenchConfig(), model_dir="/tmp")
-    images = [np.random.default_rng(i).integers(0, 255, (size, size, 3), dtype=np.uint8) for i in range(batch)]
-    molded, metas, _ = mold_inputs(images, model.config)
+    # The ResNets with COCO's 81 classes and the paper's heads; "small" with the CPU-sized
+    # heads it is made for (ShapesConfig: 64-channel FPN, 100 proposals, 16 detections).
+    base = ShapesConfig if backbone == "small" else Config
+    config = base(NAME="bench", NUM_CLASSES=base.NUM_CLASSES if backbone == "small" else 81,
+                  BACKBONE=backbone, IMAGES_PER_GPU=batch, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size,
+                  DETECTION_MIN_CONFIDENCE=0.0)
+    model = MaskRCNN("inference", config, model_dir="unused")
+    images = [np.random.default_rng(i).integers(0, 255, (size, size, 3), dtype=np.uint8)
+              for i in range(batch)]
+    molded, metas, _ = mold_inputs(images, config)
     inputs = {"input_image": tf.constant(molded), "input_image_meta": tf.constant(metas)}
     forward = tf.function(lambda x: model.keras_model(x, training=False), reduce_retracing=True)
     seconds = median_seconds(lambda: tf.nest.map_structure(lambda t: t.numpy(), forward(inputs)), repeats)
 
-    features = keras.Model(model.keras_model.inputs["input_image"] if isinstance(model.keras_model.inputs, dict)
-                           else model.keras_model.input["input_image"],
+    features = keras.Model(model.keras_model.get_layer("input_image").output,
                            [model.keras_model.get_layer(f"fpn_p{i}").output for i in range(2, 6)])
-    backbone_fn = tf.function(lambda x: features(x, training=False))
-    backbone_seconds = median_seconds(lambda: [t.numpy() for t in backbone_fn(inputs["input_image"])], repeats)
-    total_gflop = graph_gflops(forward.get_concrete_function(inputs))
-    backbone_gflop = graph_gflops(backbone_fn.get_concrete_function(inputs["input_image"]))
-    return {"seconds": seconds, "gflop": total_gflop, "backbone_seconds": backbone_seconds,
-            "backbone_gflop": backbone_gflop, "memory_mb": peak_memory_mb()}
+    features_fn = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
+    features_seconds = median_seconds(lambda: [t.numpy() for t in features_fn(inputs["input_image"])], repeats)
+    return {"seconds": seconds, "gflop": graph_gflops(forward.get_concrete_function(inputs)),
+            "backbone_seconds": features_seconds,
+            "backbone_gflop": graph_gflops(features_fn.get_concrete_function(inputs["input_image"])),
+            "memory_mb": peak_memory_mb(), "peak_gflops": peak}
+
+
+def peer_python():
+    """The peers' venv python with tf-models-official, created on first use; (path, None) or (None, reason)."""
+    venv = os.path.join(PEERS_DIR, "venv")
+    python = os.path.join(venv, "bin", "python")
+    check = [python, "-c", "import official.vision.modeling.factory"]
+    if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
+        return python, None
+    print(f"setting up {venv} with {PEER_PACKAGE} (pins its own TensorFlow; a few minutes)...", flush=True)
+    for command in ([sys.executable, "-m", "venv", venv],
+                    [python, "-m", "pip", "install", "--quiet", PEER_PACKAGE]):
+        try:
+            run = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return None, f"{' '.join(command[-2:])}: {error}"
+        if run.returncode != 0:
+            lines = [l for l in (run.stderr + run.stdout).splitlines() if "ERROR" in l or "rror" in l]
+            return None, f"{' '.join(command[-2:])} failed: {(lines or ['exit ' + str(run.returncode)])[-1][:200]}"
+    if subprocess.run(check, capture_output=True).returncode != 0:
+        return None, f"{PEER_PACKAGE} installed but official.vision does not import"
+    return python, None
+
+
+def run_peers(results, repeats):
+    """Time Model Garden's R50-FPN at our resnet50 configurations; print times and ratios."""
+    ours = [(size, batch, r) for backbone, size, batch, r, _ in results if backbone == "resnet50" and r]
+    if not ours:
+        print("\n--with-peers: no resnet50 configuration measured to compare with")
+        return
+    python, reason = peer_python()
+    if python is None:
+        print(f"\n--with-peers: TF Model Garden not timed ({reason})")
+        return
+    rows = []
+    for size, batch, r in ours:
+        run = subprocess.run([python, os.path.join(HERE, "peer_model_garden.py"), "--size", str(size),
+                              "--batch", str(batch), "--repeats", str(repeats)], capture_output=True, text=True)
+        if run.returncode != 0:
+            rows.append(["resnet50", size, batch, f"{r['seconds'] * 1000:.0f}", "failed",
+                         (run.stderr.strip().splitlines() or ["?"])[-1][:60], ""])
+            continue
+        peer = json.loads(run.stdout.strip().splitlines()[-1])
+        rows.append(["resnet50", size, batch, f"{r['seconds'] * 1000:.0f}", f"{peer['seconds'] * 1000:.0f}",
+                     f"{peer['seconds'] / r['seconds']:.2f}x", f"TF {peer['tensorflow']}"])
+    print_table("Ours vs TF Model Garden Mask R-CNN R50-FPN (random weights, same images; "
+                "ratio > 1: ours is faster)",
+                ["backbone", "size", "batch", "ours ms", "Model Garden ms", "MG / ours", "peer env"], rows)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_grid_arguments(parser, [640, 1024], ["resnet50", "resnet101"], [1, 4],
                        "small backbone, 256x256, batch 1")
+    parser.add_argument("--with-peers", action="store_true",
+                        help=f"also time TF Model Garden's Mask R-CNN R50-FPN ({PEER_PACKAGE} in "
+                             f"its own venv under benchmarks/.peers)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.backbones, args.batches, args.repeats = [256], ["small"], [1], 3
-    peak = None if args.one else matmul_peak_gflops()
+    results = run_grid(__file__, args, measure)
+    if results is None:
+        return 0
 
     def format_row(r, batch):
+        peak = r["peak_gflops"]
         return [f"{r['seconds'] * 1000:.0f}", f"{batch / r['seconds']:.2f}", f"{r['gflop']:.1f}",
-                f"{r['gflop'] / r['seconds']:.0f}",
+                f"{r['gflop'] / r['seconds']:.0f}", f"{peak:.0f}", f"{100 * r['gflop'] / r['seconds'] / peak:.0f}%",
                 f"{100 * r['backbone_gflop'] / r['backbone_seconds'] / peak:.0f}%", f"{r['memory_mb']:.0f}"]
 
-    rows = run_grid(__file__, args, measure, format_row)
-    if rows is not None:
-        print_table(f"Mask R-CNN inference (tf.matmul peak measured now: {peak:.0f} GFLOP/s)",
-                    ["backbone", "size", "batch", "ms/batch", "images/s", "GFLOP", "GFLOP/s",
-                     "backbone+FPN % of peak", "peak MB"], rows)
+    print_table("Mask R-CNN inference, median after warm-up (FLOPs by the TF profiler; peak: "
+                "tf.matmul 2048^2 float32 measured in each configuration's process)",
+                ["backbone", "size", "batch", "ms/batch", "images/s", "GFLOP", "GFLOP/s",
+                 "matmul peak GFLOP/s", "% of peak", "backbone+FPN % of peak", "peak MB"],
+                result_rows(results, format_row))
+    if args.with_peers:
+        run_peers(results, args.repeats)
     return 0
 
 

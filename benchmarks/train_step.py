@@ -1,7 +1,11 @@
 """Training step time of Mask R-CNN on a fixed batch (the data pipeline excluded).
 
-    python benchmarks/train_step.py                 # R50-FPN at 512 and 1024, batch 1 and 2
-    python benchmarks/train_step.py --quick         # small backbone at 128 (seconds)
+    python benchmarks/train_step.py                 # R50-FPN at 512 and 1024 + small at 128, batch 1 and 2
+    python benchmarks/train_step.py --quick         # small backbone at 128, batch 2 (seconds)
+
+The batch comes from DataGenerator on ShapesDataset images of the size, built once, so the
+data pipeline is excluded: each step is one ``train_on_batch`` (forward, the five losses,
+backward, SGD update) of all layers. Each configuration runs in its own process.
 """
 
 import argparse
@@ -9,7 +13,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_grid_arguments, median_seconds, peak_memory_mb, print_table, run_grid  # noqa: E402
+from common import (add_grid_arguments, grid, median_seconds, peak_memory_mb, print_table,  # noqa: E402
+                    result_rows, run_grid)
 
 
 def measure(backbone, size, batch, repeats):
@@ -36,15 +41,22 @@ def measure(backbone, size, batch, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_grid_arguments(parser, [512, 1024], ["resnet50"], [1, 2], "small backbone, 128x128, batch 4")
+    add_grid_arguments(parser, [512, 1024], ["resnet50"], [1, 2], "small backbone, 128x128, batch 2")
     args = parser.parse_args(argv)
+    defaults = not any(a.startswith(("--sizes", "--backbones", "--batches")) for a in (argv or sys.argv[1:]))
+    configurations = grid(args)
     if args.quick:
-        args.sizes, args.backbones, args.batches, args.repeats = [128], ["small"], [4], 3
-    rows = run_grid(__file__, args, measure, lambda r, batch: [
-        f"{r['seconds'] * 1000:.0f}", f"{batch / r['seconds']:.2f}", f"{r['memory_mb']:.0f}"])
-    if rows is not None:
-        print_table("Mask R-CNN training step (fixed batch, median)",
-                    ["backbone", "size", "batch", "ms/step", "images/s", "peak MB"], rows)
+        configurations, args.repeats = [("small", 128, 2)], 3
+    elif defaults:  # the CPU-sized configuration next to the paper's
+        configurations += [("small", 128, batch) for batch in args.batches]
+    results = run_grid(__file__, args, measure, configurations)
+    if results is None:
+        return 0
+    print_table("Mask R-CNN training step (fixed batch, median after 2 warm-up steps)",
+                ["backbone", "size", "batch", "ms/step", "images/s", "peak MB"],
+                result_rows(results, lambda r, batch: [f"{r['seconds'] * 1000:.0f}",
+                                                       f"{batch / r['seconds']:.2f}",
+                                                       f"{r['memory_mb']:.0f}"]))
     return 0
 
 
