@@ -49,6 +49,39 @@ def test_inference_graph_outputs_and_parallel_heads(tmp_path):
                                                       config.NUM_CLASSES)
 
 
+def test_inference_mask_head_runs_on_the_detections_only(tmp_path):
+    """Masks of a thresholded run are the leading rows of an unthresholded one; padding is 0."""
+    from mrcnn_tf.model.inference import mold_inputs
+
+    keras.utils.set_random_seed(2)
+    config = TinyConfig(DETECTION_MIN_CONFIDENCE=0.0)
+    model = MaskRCNN("inference", config, tmp_path).keras_model
+    images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in (0, 1)]
+    molded, metas, _ = mold_inputs(images, config)
+    inputs = {"input_image": molded, "input_image_meta": metas}
+    detection_layer = model.get_layer("mrcnn_detection")
+
+    def run(min_confidence):
+        detection_layer.min_confidence = min_confidence  # read at each eager call
+        out = model(inputs, training=False)
+        return out["detections"].numpy(), out["mrcnn_mask"].numpy()
+
+    all_detections, all_masks = run(0.0)
+    assert (all_detections[..., 5] > 0).all()          # every slot filled at threshold 0
+    # A threshold that keeps 3 rows of image 0 and a different number of image 1:
+    # each image's kept rows are the leading rows of its unthresholded detections.
+    threshold = all_detections[0, 2, 5]
+    detections, masks = run(threshold)
+    counts = (detections[..., 5] > 0).sum(axis=1)
+    assert counts[0] == 3 and counts[1] == (all_detections[1, :, 5] >= threshold).sum()
+    for b, count in enumerate(counts):
+        np.testing.assert_allclose(detections[b, :count], all_detections[b, :count], atol=1e-6)
+        np.testing.assert_allclose(masks[b, :count], all_masks[b, :count], atol=1e-5)
+        assert not masks[b, count:].any()
+    _, masks = run(1.0)                                  # no detection at all
+    assert masks.shape == all_masks.shape and not masks.any()
+
+
 def test_training_graph_runs_box_and_mask_heads_on_the_same_rois(tmp_path):
     model = MaskRCNN("training", TinyConfig(), tmp_path).keras_model
     box_pool = model.get_layer("roi_align_classifier")

@@ -280,7 +280,12 @@ def postprocess(detections, mrcnn_mask, molded_hw, windows, image_sizes, include
     # The chosen class's mask: [B, D, K, mh, mw] gathered at class_ids.
     box_masks = take(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]))
     box_masks = tf.gather(box_masks, class_ids, batch_dims=2) * keep[..., None, None]
-    outputs["detection_masks"] = paste_masks(box_masks, boxes_px, image_sizes)
+    # Paste only the leading rows that hold a detection in some image; the
+    # rest of the D slots are zero anyway (the output keeps its fixed D).
+    pasted_rows = tf.reduce_max(num_detections)
+    pasted = paste_masks(box_masks[:, :pasted_rows], boxes_px[:, :pasted_rows], image_sizes)
+    pasted = tf.pad(pasted, [[0, 0], [0, max_det - pasted_rows], [0, 0], [0, 0]])
+    outputs["detection_masks"] = tf.ensure_shape(pasted, [None, scores.shape[1], None, None])
     if include_box_masks:
         outputs["detection_box_masks"] = box_masks
     return outputs

@@ -16,8 +16,8 @@ def _norm(kind, name):
     raise ValueError(f"HEAD_NORM must be 'batch', 'group' or 'none', got {kind!r}")
 
 
-def box_head_graph(rois, image_shape, feature_maps, num_classes, rois_per_image, pool_size=7,
-                   fc_size=1024, norm="batch"):
+def box_head_graph(rois, image_shape, feature_maps, num_classes, pool_size=7, fc_size=1024,
+                   norm="batch"):
     """Class and box head (two 1024-wide layers, the first a pool_size conv).
 
     Args:
@@ -25,7 +25,6 @@ def box_head_graph(rois, image_shape, feature_maps, num_classes, rois_per_image,
         image_shape: [B, 3] molded image shape (pixels).
         feature_maps: [P2, P3, P4, P5].
         num_classes: classes including background (K).
-        rois_per_image: N (static).
     Returns:
         class_logits [B, N, K], class_probs [B, N, K] (float32),
         bbox_deltas [B, N, K, (dy, dx, log(dh), log(dw))].
@@ -44,17 +43,18 @@ def box_head_graph(rois, image_shape, feature_maps, num_classes, rois_per_image,
     deltas = layers.Reshape((num_classes, 4), name="mrcnn_bbox")(deltas)
 
     # Back to [B, N, ...], in float32 whatever the compute policy (losses, NMS).
-    logits = SplitRoiBatch(rois_per_image, dtype="float32", name="mrcnn_class_split_rois")(logits)
-    deltas = SplitRoiBatch(rois_per_image, dtype="float32", name="mrcnn_bbox_split_rois")(deltas)
+    logits = SplitRoiBatch(dtype="float32", name="mrcnn_class_split_rois")([logits, rois])
+    deltas = SplitRoiBatch(dtype="float32", name="mrcnn_bbox_split_rois")([deltas, rois])
     probs = layers.Activation("softmax", dtype="float32", name="mrcnn_class_probs")(logits)
     return logits, probs, deltas
 
 
-def mask_head_graph(rois, image_shape, feature_maps, num_classes, rois_per_image, pool_size=14,
-                    channels=256, norm="batch"):
+def mask_head_graph(rois, image_shape, feature_maps, num_classes, pool_size=14, channels=256,
+                    norm="batch"):
     """Mask FCN: four 3x3 convs, a 2x deconvolution, a 1x1 conv to K sigmoid maps.
 
-    Args: as :func:`box_head_graph`; ``pool_size`` 14 gives 28x28 masks.
+    Args: as :func:`box_head_graph`; ``pool_size`` 14 gives 28x28 masks. N
+        may be dynamic (inference runs it on the valid detections only).
     Returns:
         mask_probs float32 [B, N, 2 * pool_size, 2 * pool_size, K], per-class
         sigmoid probabilities (no softmax across classes), and the logits.
@@ -66,6 +66,6 @@ def mask_head_graph(rois, image_shape, feature_maps, num_classes, rois_per_image
         x = layers.Activation("relu")(_norm(norm, f"mrcnn_mask_bn{i}")(x))
     x = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     logits = layers.Conv2D(num_classes, 1, name="mrcnn_mask")(x)
-    logits = SplitRoiBatch(rois_per_image, dtype="float32", name="mrcnn_mask_split_rois")(logits)
+    logits = SplitRoiBatch(dtype="float32", name="mrcnn_mask_split_rois")([logits, rois])
     probs = layers.Activation("sigmoid", dtype="float32", name="mrcnn_mask_probs")(logits)
     return probs, logits

@@ -3,10 +3,11 @@
 from mrcnn_tf.layers.common import PADDING_CLASS_ID
 from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
-from mrcnn_tf.layers.plumbing import (MergeRoiBatch, MetaField, NormalizeBoxes, PyramidAnchors,
-                                      SplitRoiBatch)
+from mrcnn_tf.layers.plumbing import (LeadingDetectionBoxes, MergeRoiBatch, MetaField,
+                                      NormalizeBoxes, PadToDetections, PyramidAnchors, SplitRoiBatch)
 from mrcnn_tf.layers.proposal import ProposalLayer
 from mrcnn_tf.layers.pyramid_roi_align import PyramidROIAlign
 
-__all__ = ["PADDING_CLASS_ID", "DetectionLayer", "DetectionTargetLayer", "MergeRoiBatch",
-           "MetaField", "NormalizeBoxes", "PyramidAnchors", "ProposalLayer", "PyramidROIAlign", "SplitRoiBatch"]
+__all__ = ["PADDING_CLASS_ID", "DetectionLayer", "DetectionTargetLayer", "LeadingDetectionBoxes",
+           "MergeRoiBatch", "MetaField", "NormalizeBoxes", "PadToDetections", "PyramidAnchors",
+           "ProposalLayer", "PyramidROIAlign", "SplitRoiBatch"]

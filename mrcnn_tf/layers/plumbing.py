@@ -92,20 +92,66 @@ class MergeRoiBatch(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")
 class SplitRoiBatch(keras.layers.Layer):
-    """[B * N, ...] -> [B, N, ...], the inverse of :class:`MergeRoiBatch`."""
+    """[B * N, ...] -> [B, N, ...], the inverse of :class:`MergeRoiBatch`.
 
-    def __init__(self, rois_per_image, **kwargs):
-        super().__init__(**kwargs)
-        self.rois_per_image = check_positive_int(rois_per_image, "rois_per_image")
+    Inputs (a list): the flat tensor [B * N, ...] and the RoIs [B, N, 4] it
+    was pooled from, which give B and N (N may vary from call to call).
+    """
 
-    def call(self, flat):
-        return tf.reshape(flat, [-1, self.rois_per_image, *_trailing_dims(flat, 1)])
+    def call(self, inputs):
+        flat, rois = inputs
+        rois_shape = tf.shape(rois)
+        return tf.reshape(flat, [rois_shape[0], rois_shape[1], *_trailing_dims(flat, 1)])
+
+    def compute_output_shape(self, input_shapes):
+        flat_shape, rois_shape = input_shapes
+        return (rois_shape[0], rois_shape[1], *flat_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class LeadingDetectionBoxes(keras.layers.Layer):
+    """Boxes of the detection rows that hold a detection in some image.
+
+    Detections are best first with padding (score 0) last, so the first
+    ``n = max over the batch of the valid count`` rows hold every detection.
+    The mask head then runs on n RoIs per image instead of all D slots.
+
+    Input: float [B, D, (y1, x1, y2, x2, class_id, score)].
+    Output: float [B, n, 4], 1 <= n <= D (one padding row when there is no
+    detection at all; :class:`PadToDetections` zeroes its values).
+    """
+
+    def call(self, detections):
+        valid = tf.cast(detections[..., 5] > 0, tf.int32)
+        # At least one row: TF's CPU 1x1 convolution mishandles an empty batch.
+        count = tf.maximum(tf.reduce_max(tf.reduce_sum(valid, axis=1)), 1)
+        return detections[:, :count, :4]
 
     def compute_output_shape(self, input_shape):
-        return (None, self.rois_per_image, *input_shape[1:])
+        return (input_shape[0], None, 4)
 
-    def get_config(self):
-        return {**super().get_config(), "rois_per_image": self.rois_per_image}
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class PadToDetections(keras.layers.Layer):
+    """Per-detection values back on all D detection slots, 0 where there is none.
+
+    Inputs (a list): values [B, n, ...] computed on
+    :class:`LeadingDetectionBoxes` (n <= D), and the detections
+    [B, D, 6] (score 0 rows are padding).
+    Output: [B, D, ...]; rows without a detection in their image are 0.
+    """
+
+    def call(self, inputs):
+        values, detections = inputs
+        rows = tf.shape(detections)[1]
+        padding = [[0, 0], [0, rows - tf.shape(values)[1]]] + [[0, 0]] * (values.shape.rank - 2)
+        values = tf.pad(values, padding)
+        valid = tf.cast(detections[..., 5] > 0, values.dtype)
+        return values * tf.reshape(valid, [tf.shape(valid)[0], rows] + [1] * (values.shape.rank - 2))
+
+    def compute_output_shape(self, input_shapes):
+        values_shape, detections_shape = input_shapes
+        return (values_shape[0], detections_shape[1], *values_shape[2:])
 
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")

@@ -13,8 +13,8 @@ from mrcnn_tf import losses as loss_fns
 from mrcnn_tf.backbone import build_backbone, fpn_graph
 from mrcnn_tf.heads.roi_heads import box_head_graph, mask_head_graph
 from mrcnn_tf.heads.rpn import build_rpn_model
-from mrcnn_tf.layers import (DetectionLayer, DetectionTargetLayer, MetaField, NormalizeBoxes,
-                             ProposalLayer, PyramidAnchors)
+from mrcnn_tf.layers import (DetectionLayer, DetectionTargetLayer, LeadingDetectionBoxes,
+                             MetaField, NormalizeBoxes, PadToDetections, ProposalLayer, PyramidAnchors)
 
 MODES = ("training", "inference")
 
@@ -86,11 +86,10 @@ def build_training_graph(config):
     # design). The mask loss is defined on positives only, and positives come
     # first, so the mask head sees just the first P rows (3x less work).
     class_logits, _, bbox = box_head_graph(
-        rois, image_shape, feature_maps, config.NUM_CLASSES, config.TRAIN_ROIS_PER_IMAGE,
-        config.POOL_SIZE, config.FPN_CLASSIF_FC_LAYERS_SIZE, config.HEAD_NORM)
-    max_positives = target_masks.shape[1]
+        rois, image_shape, feature_maps, config.NUM_CLASSES, config.POOL_SIZE,
+        config.FPN_CLASSIF_FC_LAYERS_SIZE, config.HEAD_NORM)
     _, mask_logits = mask_head_graph(
-        rois[:, :max_positives], image_shape, feature_maps, config.NUM_CLASSES, max_positives,
+        rois[:, :target_masks.shape[1]], image_shape, feature_maps, config.NUM_CLASSES,
         config.MASK_POOL_SIZE, config.MASK_HEAD_CHANNELS, config.HEAD_NORM)
 
     outputs = {
@@ -108,7 +107,8 @@ def build_inference_graph(config):
     Returns:
         (inputs dict, outputs dict): ``detections`` [B, D, (y1, x1, y2, x2,
         class_id, score)] normalised (score 0 rows are padding),
-        ``mrcnn_mask`` [B, D, mh, mw, K] probabilities for the detections,
+        ``mrcnn_mask`` [B, D, mh, mw, K] probabilities for the detections
+        (zeros on padding rows),
         and the intermediates ``rpn_rois`` [B, P, 4], ``mrcnn_class``
         [B, P, K], ``mrcnn_bbox`` [B, P, K, 4], ``rpn_class`` [B, A, 2],
         ``rpn_bbox`` [B, A, 4], ``anchors`` [B, A, 4] for inspection.
@@ -126,16 +126,18 @@ def build_inference_graph(config):
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
                              name="ROI")([rpn_class, rpn_bbox, anchors])
     _, class_probs, bbox = box_head_graph(
-        rpn_rois, image_shape, feature_maps, config.NUM_CLASSES, config.POST_NMS_ROIS_INFERENCE,
-        config.POOL_SIZE, config.FPN_CLASSIF_FC_LAYERS_SIZE, config.HEAD_NORM)
+        rpn_rois, image_shape, feature_maps, config.NUM_CLASSES, config.POOL_SIZE,
+        config.FPN_CLASSIF_FC_LAYERS_SIZE, config.HEAD_NORM)
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                 name="mrcnn_detection")([rpn_rois, class_probs, bbox, window])
-    detection_boxes = layers.Identity(name="detection_boxes")(detections[..., :4])
+    # The mask head runs on the detections only, and only on the leading rows
+    # that hold one in some image (none of its work goes to padding slots).
+    detection_boxes = LeadingDetectionBoxes(name="detection_boxes")(detections)
     mask_probs, _ = mask_head_graph(
-        detection_boxes, image_shape, feature_maps, config.NUM_CLASSES,
-        config.DETECTION_MAX_INSTANCES, config.MASK_POOL_SIZE, config.MASK_HEAD_CHANNELS,
-        config.HEAD_NORM)
+        detection_boxes, image_shape, feature_maps, config.NUM_CLASSES, config.MASK_POOL_SIZE,
+        config.MASK_HEAD_CHANNELS, config.HEAD_NORM)
+    mask_probs = PadToDetections(dtype="float32", name="mrcnn_mask_padded")([mask_probs, detections])
     outputs = {
         "detections": detections, "mrcnn_mask": mask_probs, "rpn_rois": rpn_rois,
         "mrcnn_class": class_probs, "mrcnn_bbox": bbox, "rpn_class": rpn_class,
