@@ -129,7 +129,7 @@ def _check_choice(name, v, choices):
 _POSITIVE_INTS = (
     "GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH", "VALIDATION_STEPS",
     "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE", "MASK_HEAD_CHANNELS",
-    "RPN_ANCHOR_STRIDE", "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
+    "RPN_CONV_CHANNELS", "RPN_ANCHOR_STRIDE", "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
     "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "IMAGE_CHANNEL_COUNT",
     "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE", "MAX_GT_INSTANCES",
     "DETECTION_MAX_INSTANCES")
@@ -161,6 +161,7 @@ class Config:
     NUM_CLASSES = 81  #: Number of classes, including the background (class 0).
     RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)  #: Anchor side in pixels, one per pyramid level.
     RPN_ANCHOR_RATIOS = (0.5, 1, 2)  #: Anchor width / height ratios at every position.
+    RPN_CONV_CHANNELS = 256  #: Width of the RPN 3x3 conv (as detectron2); classic Keras weights need 512.
     RPN_ANCHOR_STRIDE = 1  #: Anchors at every n-th feature map cell.
     RPN_NMS_THRESHOLD = 0.7  #: IoU threshold of the NMS over RPN proposals.
     RPN_TRAIN_ANCHORS_PER_IMAGE = 256  #: Anchors sampled per image for the RPN losses.

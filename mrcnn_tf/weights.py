@@ -31,8 +31,13 @@ class LoadReport:
     missing: list = field(default_factory=list)       # model layers with weights the file lacks
 
     def __str__(self):
-        return (f"loaded {len(self.loaded)} layers, skipped {len(self.skipped)}, "
-                f"shape-mismatched {len(self.mismatched)}, not in file {len(self.missing)}")
+        summary = (f"loaded {len(self.loaded)} layers, skipped {len(self.skipped)}, "
+                   f"shape-mismatched {len(self.mismatched)}, not in file {len(self.missing)}")
+        rpn = [entry for entry in self.mismatched if "rpn_conv_shared" in f"{entry[0]}/{entry[1]}"]
+        if rpn and rpn[0][2] is not None:
+            summary += (f" (the file's RPN is {rpn[0][2][-1]} wide: build the model with "
+                        f"RPN_CONV_CHANNELS = {rpn[0][2][-1]} to load it)")
+        return summary
 
 
 def _weighted_layers(keras_model):

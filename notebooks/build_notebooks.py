@@ -33,9 +33,9 @@ STEPS_PER_EPOCH = 2 if TINY else 100
 LOG_IMAGES = 0 if TINY else 2                     # validation pictures in TensorBoard each epoch
 # Narrow heads and few RoIs when tiny; the full run keeps ShapesConfig's values.
 OVERRIDES = dict(IMAGES_PER_GPU=2, RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32,
-                 FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32, POST_NMS_ROIS_TRAINING=64,
-                 POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, DETECTION_MIN_CONFIDENCE=0.3,
-                 VALIDATION_STEPS=1) if TINY else {}
+                 RPN_CONV_CHANNELS=64, FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32,
+                 POST_NMS_ROIS_TRAINING=64, POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16,
+                 DETECTION_MIN_CONFIDENCE=0.3, VALIDATION_STEPS=1) if TINY else {}
 print(f"TINY={TINY} SIZE={SIZE}")'''
 
 IMPORTS = '''import numpy as np

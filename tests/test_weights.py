@@ -121,6 +121,22 @@ def test_new_class_count_loads_with_exclude_and_reports_mismatches_without(tmp_p
     assert_loaded(fresh, shared)
 
 
+def test_classic_512_wide_rpn_loads_with_its_config_and_is_named_otherwise(tmp_path):
+    classic = MaskRCNN("inference", TinyConfig(RPN_CONV_CHANNELS=512), tmp_path)
+    randomize(classic.keras_model, 3)
+    path = str(tmp_path / "classic_rpn.h5")
+    write_classic_file(classic.keras_model, path)
+
+    report = MaskRCNN("inference", TinyConfig(RPN_CONV_CHANNELS=512), tmp_path).load_weights(path)
+    assert not report.mismatched and "rpn_model" in report.loaded
+
+    default = MaskRCNN("inference", TinyConfig(), tmp_path)
+    report = default.load_weights(path)
+    assert {(m[0], m[2][-1], m[3][-1]) for m in report.mismatched if "rpn_conv_shared" in m[1]} == {
+        ("rpn_model", 512, 64)}
+    assert "build the model with RPN_CONV_CHANNELS = 512 to load it" in str(report)
+
+
 def test_load_errors_name_the_file(tmp_path):
     model = MaskRCNN("inference", TinyConfig(), tmp_path)
     with pytest.raises(FileNotFoundError, match="missing.h5"):

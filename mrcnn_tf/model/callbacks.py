@@ -28,6 +28,23 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or Inf; the message names the step and the images."""
 
 
+class GeneratorEpoch(keras.callbacks.Callback):
+    """Gives a DataGenerator the epoch number ``fit`` is at, at each epoch begin.
+
+    The generator's order and random draws are per epoch, so a resumed run
+    draws the data of the epochs it continues with. Counting its own epoch
+    begins is off by one under a tf.distribute strategy (Keras reads a first
+    batch to build the model), so ``train()`` sets the epoch from here.
+    """
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.generator.set_epoch(epoch)
+
+
 class NaNGuard(keras.callbacks.Callback):
     """Stops training at the first NaN/Inf loss, naming the epoch, step and images.
 

@@ -7,6 +7,7 @@ the final detections only.
 """
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from mrcnn_tf import losses as loss_fns
@@ -34,7 +35,7 @@ def _pyramid_and_rpn(input_image, config):
     p2, p3, p4, p5, p6 = fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
     rpn_maps = [p2, p3, p4, p5, p6]
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                          config.TOP_DOWN_PYRAMID_SIZE)
+                          config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
     per_level = [rpn(p) for p in rpn_maps]
     rpn_class_logits, rpn_class, rpn_bbox = (
         layers.Concatenate(axis=1, name=name)([outputs[i] for outputs in per_level])
@@ -65,7 +66,7 @@ def build_training_graph(config):
         "input_rpn_bbox": keras.Input((None, 4), name="input_rpn_bbox"),
         "input_gt_class_ids": keras.Input((None,), dtype="int32", name="input_gt_class_ids"),
         "input_gt_boxes": keras.Input((None, 4), name="input_gt_boxes"),
-        "input_gt_masks": keras.Input((mini[0], mini[1], None), dtype="bool", name="input_gt_masks"),
+        "input_gt_masks": keras.Input((mini[0], mini[1], None), dtype="uint8", name="input_gt_masks"),
     }
     meta = inputs["input_image_meta"]
     image_shape = MetaField("image_shape", name="meta_image_shape")(meta)
@@ -176,12 +177,20 @@ class MaskRCNNTrainer(keras.Model):
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The weighted sum of the five losses, divided by the number of replicas.
+
+        Under a tf.distribute strategy Keras sums the replicas' gradients and
+        multiplies the returned loss back by the replica count for its ``loss``
+        metric (what its own ``compute_loss`` expects), so the update is that
+        of the mean over replicas. One device: the plain weighted sum.
+        """
         named = self.named_losses(x, y_pred)
         total = 0.0
         for name, value in named.items():
             self.loss_trackers[name].update_state(value)
             total = total + self.loss_weights.get(name, 1.0) * value
-        return total
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return total / replicas if replicas > 1 else total
 
     def get_config(self):
         return {**super().get_config(), "loss_weights": self.loss_weights}

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 
 from mrcnn_tf.data.generator import DataGenerator
-from mrcnn_tf.model.callbacks import NaNGuard, ValidationImages, check_writable_model_dir
+from mrcnn_tf.model.callbacks import (GeneratorEpoch, NaNGuard, ValidationImages,
+                                      check_writable_model_dir)
 # Checkpoint names stay importable from here (samples, cli and notebooks use them).
 from mrcnn_tf.model.checkpoint import (CHECKPOINT_PATTERN, ResumeState, WeightsCheckpoint,  # noqa: F401
                                        checkpoint_epoch, latest_checkpoint, learning_rate_record,
@@ -178,14 +179,13 @@ class MaskRCNN:
         if val_dataset is not None:
             val_generator = DataGenerator(val_dataset, config, shuffle=True, seed=seed,
                                           batches_per_epoch=config.VALIDATION_STEPS)
-        # A resumed run draws the data of the epochs it continues with, not epoch 1's again.
-        train_generator.set_epoch(self.epoch)
         log_dir = self.set_log_dir()
         config.to_json(os.path.join(log_dir, "config.json"))
         checkpoint = os.path.join(log_dir, f"mask_rcnn_{config.NAME.lower()}_{{epoch:04d}}.h5")
         record = {"layers": layers, "end_epoch": int(epochs),
                   "learning_rate": learning_rate_record(learning_rate)}
-        callbacks = [NaNGuard(train_generator), WeightsCheckpoint(checkpoint, training=record),
+        callbacks = [GeneratorEpoch(train_generator), NaNGuard(train_generator),
+                     WeightsCheckpoint(checkpoint, training=record),
                      keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
         if val_dataset is not None and log_images:
             callbacks.append(ValidationImages(val_dataset, config, log_dir, max_images=log_images))
