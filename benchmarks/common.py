@@ -53,40 +53,50 @@ def add_grid_arguments(parser, sizes, backbones, batches, quick_help):
     parser.add_argument("--sizes", type=int, nargs="+", default=sizes)
     parser.add_argument("--backbones", nargs="+", default=backbones)
     parser.add_argument("--batches", type=int, nargs="+", default=batches)
+    parser.add_argument("--precisions", nargs="+", default=["float32"],
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                        help="Keras dtype policies (the model's MIXED_PRECISION)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration
 
 
 def grid(args):
-    """(backbone, size, batch) for every combination of the grid arguments."""
-    return [(backbone, size, batch) for backbone in args.backbones for size in args.sizes
-            for batch in args.batches]
+    """(backbone, size, batch, precision) for every combination of the grid arguments."""
+    return [(backbone, size, batch, precision) for precision in args.precisions
+            for backbone in args.backbones for size in args.sizes for batch in args.batches]
+
+
+def mixed_precision(precision):
+    """The Config value MIXED_PRECISION for a --precisions entry."""
+    return None if precision == "float32" else precision
 
 
 def run_grid(script, args, measure, configurations=None):
-    """Each (backbone, size, batch) measured in its own process, so peak memory is its own.
+    """Each (backbone, size, batch, precision) measured in its own process, so peak memory is its own.
 
-    Returns ``[(backbone, size, batch, result dict or None, failure reason)]``.
+    Returns ``[(backbone, size, batch, precision, result dict or None, failure reason)]``.
     With ``--one`` (the child side) prints ``measure``'s JSON and returns None.
     """
     if args.one:
-        backbone, size, batch = args.one.split(",")
-        print(json.dumps(measure(backbone, int(size), int(batch), args.repeats)))
+        backbone, size, batch, precision = args.one.split(",")
+        print(json.dumps(measure(backbone, int(size), int(batch), args.repeats, precision)))
         return None
     results = []
-    for backbone, size, batch in configurations or grid(args):
-        run = subprocess.run([sys.executable, script, "--one", f"{backbone},{size},{batch}",
+    for backbone, size, batch, precision in configurations or grid(args):
+        run = subprocess.run([sys.executable, script, "--one", f"{backbone},{size},{batch},{precision}",
                               "--repeats", str(args.repeats)], capture_output=True, text=True)
         if run.returncode != 0:
             reason = (run.stderr.strip().splitlines() or ["?"])[-1][:80]
-            results.append((backbone, size, batch, None, reason))
+            results.append((backbone, size, batch, precision, None, reason))
             continue
-        results.append((backbone, size, batch, json.loads(run.stdout.strip().splitlines()[-1]), ""))
+        results.append((backbone, size, batch, precision,
+                        json.loads(run.stdout.strip().splitlines()[-1]), ""))
     return results
 
 
 def result_rows(results, format_row):
     """Table rows: the configuration, then ``format_row(result, batch)`` or the failure."""
-    return [[backbone, size, batch, *(format_row(result, batch) if result else ["failed", reason])]
-            for backbone, size, batch, result, reason in results]
+    return [[backbone, size, batch, precision,
+             *(format_row(result, batch) if result else ["failed", reason])]
+            for backbone, size, batch, precision, result, reason in results]

@@ -3,6 +3,7 @@
     python benchmarks/inference.py                       # R50/R101-FPN at 640 and 1024, batch 1 and 4
     python benchmarks/inference.py --quick               # small backbone at 256 (seconds)
     python benchmarks/inference.py --with-peers          # also TF Model Garden's R50-FPN, and ratios
+    python benchmarks/inference.py --precisions float32 mixed_bfloat16   # the MIXED_PRECISION switch
 
 What is timed: ``MaskRCNN("inference").keras_model(inputs, training=False)`` inside one
 ``tf.function(reduce_retracing=True)`` (the graph, not Keras's predict loop), on seeded random
@@ -19,6 +20,9 @@ float32 ``tf.matmul`` (2048x2048) peak measured in the same process just before 
 that a shared machine's load at that moment weighs on both alike.
 
 Peak memory: ``ru_maxrss`` of a fresh subprocess per configuration (model, trace, runs).
+
+Precision: ``mixed_bfloat16`` computes convolutions in bfloat16 (fast on CPUs with AVX512-BF16
+or AMX, and on GPUs/TPUs); its "% of peak" is still against the float32 matmul.
 """
 
 import argparse
@@ -29,7 +33,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (add_grid_arguments, matmul_peak_gflops, median_seconds,  # noqa: E402
-                    peak_memory_mb, print_table, result_rows, run_grid)
+                    mixed_precision, peak_memory_mb, print_table, result_rows, run_grid)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS_DIR = os.path.join(HERE, ".peers")
@@ -46,7 +50,7 @@ def graph_gflops(concrete_function):
     return profile.total_float_ops / 1e9
 
 
-def measure(backbone, size, batch, repeats):
+def measure(backbone, size, batch, repeats, precision="float32"):
     """One configuration: latency, FLOPs, backbone+FPN alone, memory (run in a subprocess)."""
     import keras
     import numpy as np
@@ -63,7 +67,7 @@ def measure(backbone, size, batch, repeats):
     base = ShapesConfig if backbone == "small" else Config
     config = base(NAME="bench", NUM_CLASSES=base.NUM_CLASSES if backbone == "small" else 81,
                   BACKBONE=backbone, IMAGES_PER_GPU=batch, IMAGE_MIN_DIM=size, IMAGE_MAX_DIM=size,
-                  DETECTION_MIN_CONFIDENCE=0.0)
+                  DETECTION_MIN_CONFIDENCE=0.0, MIXED_PRECISION=mixed_precision(precision))
     model = MaskRCNN("inference", config, model_dir="unused")
     images = [np.random.default_rng(i).integers(0, 255, (size, size, 3), dtype=np.uint8)
               for i in range(batch)]
@@ -106,7 +110,8 @@ def peer_python():
 
 def run_peers(results, repeats):
     """Time Model Garden's R50-FPN at our resnet50 configurations; print times and ratios."""
-    ours = [(size, batch, r) for backbone, size, batch, r, _ in results if backbone == "resnet50" and r]
+    ours = [(size, batch, r) for backbone, size, batch, precision, r, _ in results
+            if backbone == "resnet50" and precision == "float32" and r]
     if not ours:
         print("\n--with-peers: no resnet50 configuration measured to compare with")
         return
@@ -152,7 +157,7 @@ def main(argv=None):
 
     print_table("Mask R-CNN inference, median after warm-up (FLOPs by the TF profiler; peak: "
                 "tf.matmul 2048^2 float32 measured in each configuration's process)",
-                ["backbone", "size", "batch", "ms/batch", "images/s", "GFLOP", "GFLOP/s",
+                ["backbone", "size", "batch", "precision", "ms/batch", "images/s", "GFLOP", "GFLOP/s",
                  "matmul peak GFLOP/s", "% of peak", "backbone+FPN % of peak", "peak MB"],
                 result_rows(results, format_row))
     if args.with_peers:

@@ -13,18 +13,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (add_grid_arguments, grid, median_seconds, peak_memory_mb, print_table,  # noqa: E402
-                    result_rows, run_grid)
+from common import (add_grid_arguments, grid, median_seconds, mixed_precision,  # noqa: E402
+                    peak_memory_mb, print_table, result_rows, run_grid)
 
 
-def measure(backbone, size, batch, repeats):
+def measure(backbone, size, batch, repeats, precision="float32"):
     """Median seconds of one ``train_on_batch`` and the peak memory (in a subprocess)."""
     from mrcnn_tf import DataGenerator, MaskRCNN
     from mrcnn_tf.data import ShapesConfig, ShapesDataset
 
-    overrides = {"BACKBONE": backbone, "IMAGES_PER_GPU": batch, "IMAGE_MIN_DIM": size, "IMAGE_MAX_DIM": size}
+    overrides = {"BACKBONE": backbone, "IMAGES_PER_GPU": batch, "IMAGE_MIN_DIM": size, "IMAGE_MAX_DIM": size,
+                 "MIXED_PRECISION": mixed_precision(precision)}
     if backbone != "small":  # the paper's head sizes for the ResNets
-        overrides.update(TOP_DOWN_PYRAMID_SIZE=256, FPN_CLASSIF_FC_LAYERS_SIZE=1024, MASK_HEAD_CHANNELS=256,
+        overrides.update(TOP_DOWN_PYRAMID_SIZE=256, RPN_CONV_CHANNELS=256, FPN_CLASSIF_FC_LAYERS_SIZE=1024,
+                         MASK_HEAD_CHANNELS=256,
                          TRAIN_ROIS_PER_IMAGE=200, POST_NMS_ROIS_TRAINING=2000, PRE_NMS_LIMIT=6000,
                          RPN_TRAIN_ANCHORS_PER_IMAGE=256, RPN_ANCHOR_SCALES=(32, 64, 128, 256, 512))
     config = ShapesConfig(**overrides)
@@ -46,14 +48,14 @@ def main(argv=None):
     defaults = not any(a.startswith(("--sizes", "--backbones", "--batches")) for a in (argv or sys.argv[1:]))
     configurations = grid(args)
     if args.quick:
-        configurations, args.repeats = [("small", 128, 2)], 3
+        configurations, args.repeats = [("small", 128, 2, "float32")], 3
     elif defaults:  # the CPU-sized configuration next to the paper's
-        configurations += [("small", 128, batch) for batch in args.batches]
+        configurations += [("small", 128, batch, "float32") for batch in args.batches]
     results = run_grid(__file__, args, measure, configurations)
     if results is None:
         return 0
     print_table("Mask R-CNN training step (fixed batch, median after 2 warm-up steps)",
-                ["backbone", "size", "batch", "ms/step", "images/s", "peak MB"],
+                ["backbone", "size", "batch", "precision", "ms/step", "images/s", "peak MB"],
                 result_rows(results, lambda r, batch: [f"{r['seconds'] * 1000:.0f}",
                                                        f"{batch / r['seconds']:.2f}",
                                                        f"{r['memory_mb']:.0f}"]))
