@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mrcnn_tf import Config, DataGenerator, MaskRCNN
 from mrcnn_tf.data import ShapesConfig, ShapesDataset
@@ -201,12 +202,12 @@ def test_detect_maps_boxes_and_masks_to_original_pixels(tmp_path):
     masks[0, 0, :, :14, 2] = 1.0                            # left half of the box, class 2 only
     masks[0, 0, :, :, 1] = 1.0                              # another class's mask: must be ignored
 
-    def fake_predict(inputs, **kwargs):
-        assert inputs["input_image"].shape == (1, 64, 64, 3)
-        np.testing.assert_allclose(inputs["input_image_meta"][0, 7:11], [16, 0, 48, 64])
-        return {"detections": detections, "mrcnn_mask": masks}
+    def fake_graph(molded, metas):
+        assert molded.shape == (1, 64, 64, 3)
+        np.testing.assert_allclose(metas[0, 7:11], [16, 0, 48, 64])
+        return tf.constant(detections), tf.constant(masks)
 
-    model.keras_model.predict = fake_predict
+    model._detect_graph = fake_graph
     result = model.detect([np.zeros((100, 200, 3), np.uint8)])[0]
     np.testing.assert_array_equal(result["rois"], [[25, 50, 75, 150]])
     assert result["class_ids"].tolist() == [2]
@@ -214,6 +215,25 @@ def test_detect_maps_boxes_and_masks_to_original_pixels(tmp_path):
     mask = result["masks"][:, :, 0]
     assert mask.shape == (100, 200)
     assert mask[25:75, 50:100].all() and not mask[:, 100:].any() and not mask[:25].any()
+
+
+def test_detect_traces_once_per_shape_family_and_matches_the_keras_model(tmp_path):
+    """Images of four sizes and two batch sizes: one trace; the same numbers as predict."""
+    config = TinyConfig(IMAGES_PER_GPU=1, IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=None,
+                        IMAGE_MAX_DIM=None, DETECTION_MIN_CONFIDENCE=0.0)
+    model = MaskRCNN("inference", config, tmp_path)
+    rng = np.random.default_rng(0)
+    for height, width in [(64, 64), (64, 128), (128, 64), (128, 128)]:
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        results = model.detect([image] * (1 + (height == 128)))
+        assert results[-1]["masks"].shape[:2] == (height, width)
+    assert model._detect_fn.experimental_get_tracing_count() == 1
+    from mrcnn_tf.model.inference import mold_inputs
+    molded, metas, _ = mold_inputs([image], config)
+    want = model.keras_model.predict({"input_image": molded, "input_image_meta": metas}, verbose=0)
+    got = model._detect_graph(tf.constant(molded), tf.constant(metas))
+    np.testing.assert_allclose(got[0].numpy(), want["detections"], atol=1e-5)
+    np.testing.assert_allclose(got[1].numpy(), want["mrcnn_mask"], atol=1e-5)
 
 
 def test_bad_mode_and_wrong_mode_calls(tmp_path):

@@ -6,6 +6,7 @@ import re
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mrcnn_tf.data.generator import DataGenerator
 from mrcnn_tf.model.callbacks import (GeneratorEpoch, NaNGuard, ValidationImages,
@@ -50,6 +51,7 @@ class MaskRCNN:
         self.log_dir = None
         self._saved_optimizer_state = None  # ResumeState of a loaded checkpoint, until train() uses it
         self.keras_model = _build_with_policy(mode, config)
+        self._detect_fn = None  # detect()'s graph, traced on first use
         if config.BACKBONE_WEIGHTS:
             report = load_imagenet_backbone(self.keras_model, config.BACKBONE_WEIGHTS, config.BACKBONE)
             print(f"backbone weights {config.BACKBONE_WEIGHTS}: {report}")
@@ -230,12 +232,37 @@ class MaskRCNN:
         molded, metas, windows = mold_inputs(images, self.config)
         if verbose:
             print(f"Processing {len(images)} images, molded to {molded.shape}")
-        outputs = self.keras_model.predict(
-            {"input_image": molded, "input_image_meta": metas},
-            batch_size=self.config.BATCH_SIZE, verbose=0)
-        return [unmold_detections(outputs["detections"][i], outputs["mrcnn_mask"][i],
-                                  np.asarray(image).shape, molded.shape[1:], windows[i])
+        detections, masks = [], []
+        for start in range(0, len(images), self.config.BATCH_SIZE):
+            chunk = slice(start, start + self.config.BATCH_SIZE)
+            outputs = self._detect_graph(tf.constant(molded[chunk]), tf.constant(metas[chunk]))
+            detections.extend(outputs[0].numpy())
+            masks.extend(outputs[1].numpy())
+        return [unmold_detections(detections[i], masks[i], np.asarray(image).shape,
+                                  molded.shape[1:], windows[i])
                 for i, image in enumerate(images)]
+
+    def _detect_graph(self, molded, metas):
+        """detections [B, D, 6] and mrcnn_mask [B, D, mh, mw, K] from one traced graph.
+
+        One ``tf.function`` traced once for the model's life: its signature is
+        the model's own input shape (static sides in "square" mode, so anchors
+        fold to constants; any side otherwise) with any batch size.
+        (``predict`` would also rebuild its data pipeline on every call.)
+        """
+        if self._detect_fn is None:
+            model = self.keras_model
+            image_spec, meta_spec = (model.get_layer(name).output for name in ("input_image",
+                                                                                "input_image_meta"))
+
+            def forward(molded, metas):
+                outputs = model({"input_image": molded, "input_image_meta": metas}, training=False)
+                return outputs["detections"], outputs["mrcnn_mask"]
+
+            self._detect_fn = tf.function(forward, input_signature=[
+                tf.TensorSpec([None, *image_spec.shape[1:]], tf.float32),
+                tf.TensorSpec([None, *meta_spec.shape[1:]], tf.float32)])
+        return self._detect_fn(molded, metas)
 
 
 def _build_with_policy(mode, config):
