@@ -13,6 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS_DIR = os.path.join(HERE, ".peers")
+PEER_PACKAGE = "tf-models-official"
+
 
 def median_seconds(fn, repeats, warmup=2):
     """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
@@ -100,3 +104,55 @@ def result_rows(results, format_row):
     return [[backbone, size, batch, precision,
              *(format_row(result, batch) if result else ["failed", reason])]
             for backbone, size, batch, precision, result, reason in results]
+
+
+def peer_python():
+    """The peers' venv python with tf-models-official, created on first use; (path, None) or (None, reason)."""
+    venv = os.path.join(PEERS_DIR, "venv")
+    python = os.path.join(venv, "bin", "python")
+    check = [python, "-c", "import official.vision.modeling.factory"]
+    if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
+        return python, None
+    print(f"setting up {venv} with {PEER_PACKAGE} (pins its own TensorFlow; a few minutes)...", flush=True)
+    for command in ([sys.executable, "-m", "venv", venv],
+                    [python, "-m", "pip", "install", "--quiet", PEER_PACKAGE]):
+        try:
+            run = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return None, f"{' '.join(command[-2:])}: {error}"
+        if run.returncode != 0:
+            lines = [l for l in (run.stderr + run.stdout).splitlines() if "ERROR" in l or "rror" in l]
+            return None, f"{' '.join(command[-2:])} failed: {(lines or ['exit ' + str(run.returncode)])[-1][:200]}"
+    if subprocess.run(check, capture_output=True).returncode != 0:
+        return None, f"{PEER_PACKAGE} installed but official.vision does not import"
+    return python, None
+
+
+def run_peers(results, repeats, what):
+    """Time Model Garden's R50-FPN ``what`` ("inference" or "training step") at our float32
+    resnet50 configurations, in the peers' venv; print both times and the ratios."""
+    ours = [(size, batch, r) for backbone, size, batch, precision, r, _ in results
+            if backbone == "resnet50" and precision == "float32" and r]
+    if not ours:
+        print("\n--with-peers: no resnet50 configuration measured to compare with")
+        return
+    python, reason = peer_python()
+    if python is None:
+        print(f"\n--with-peers: TF Model Garden not timed ({reason})")
+        return
+    rows = []
+    for size, batch, r in ours:
+        command = [python, os.path.join(HERE, "peer_model_garden.py"), "--size", str(size),
+                   "--batch", str(batch), "--repeats", str(repeats)]
+        run = subprocess.run(command + (["--train"] if what != "inference" else []),
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            rows.append(["resnet50", size, batch, f"{r['seconds'] * 1000:.0f}", "failed",
+                         (run.stderr.strip().splitlines() or ["?"])[-1][:60], ""])
+            continue
+        peer = json.loads(run.stdout.strip().splitlines()[-1])
+        rows.append(["resnet50", size, batch, f"{r['seconds'] * 1000:.0f}", f"{peer['seconds'] * 1000:.0f}",
+                     f"{peer['seconds'] / r['seconds']:.2f}x", f"TF {peer['tensorflow']}"])
+    print_table(f"Ours vs TF Model Garden Mask R-CNN R50-FPN, {what} (random weights, same images; "
+                "ratio > 1: ours is faster)",
+                ["backbone", "size", "batch", "ours ms", "Model Garden ms", "MG / ours", "peer env"], rows)

@@ -26,18 +26,13 @@ or AMX, and on GPUs/TPUs); its "% of peak" is still against the float32 matmul.
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (add_grid_arguments, matmul_peak_gflops, median_seconds,  # noqa: E402
-                    mixed_precision, peak_memory_mb, print_table, result_rows, run_grid)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS_DIR = os.path.join(HERE, ".peers")
-PEER_PACKAGE = "tf-models-official"
+from common import (PEER_PACKAGE, add_grid_arguments, matmul_peak_gflops,  # noqa: E402
+                    median_seconds, mixed_precision, peak_memory_mb, print_table, result_rows,
+                    run_grid, run_peers)
 
 
 def graph_gflops(concrete_function):
@@ -86,55 +81,6 @@ def measure(backbone, size, batch, repeats, precision="float32"):
             "memory_mb": peak_memory_mb(), "peak_gflops": peak}
 
 
-def peer_python():
-    """The peers' venv python with tf-models-official, created on first use; (path, None) or (None, reason)."""
-    venv = os.path.join(PEERS_DIR, "venv")
-    python = os.path.join(venv, "bin", "python")
-    check = [python, "-c", "import official.vision.modeling.factory"]
-    if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
-        return python, None
-    print(f"setting up {venv} with {PEER_PACKAGE} (pins its own TensorFlow; a few minutes)...", flush=True)
-    for command in ([sys.executable, "-m", "venv", venv],
-                    [python, "-m", "pip", "install", "--quiet", PEER_PACKAGE]):
-        try:
-            run = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return None, f"{' '.join(command[-2:])}: {error}"
-        if run.returncode != 0:
-            lines = [l for l in (run.stderr + run.stdout).splitlines() if "ERROR" in l or "rror" in l]
-            return None, f"{' '.join(command[-2:])} failed: {(lines or ['exit ' + str(run.returncode)])[-1][:200]}"
-    if subprocess.run(check, capture_output=True).returncode != 0:
-        return None, f"{PEER_PACKAGE} installed but official.vision does not import"
-    return python, None
-
-
-def run_peers(results, repeats):
-    """Time Model Garden's R50-FPN at our resnet50 configurations; print times and ratios."""
-    ours = [(size, batch, r) for backbone, size, batch, precision, r, _ in results
-            if backbone == "resnet50" and precision == "float32" and r]
-    if not ours:
-        print("\n--with-peers: no resnet50 configuration measured to compare with")
-        return
-    python, reason = peer_python()
-    if python is None:
-        print(f"\n--with-peers: TF Model Garden not timed ({reason})")
-        return
-    rows = []
-    for size, batch, r in ours:
-        run = subprocess.run([python, os.path.join(HERE, "peer_model_garden.py"), "--size", str(size),
-                              "--batch", str(batch), "--repeats", str(repeats)], capture_output=True, text=True)
-        if run.returncode != 0:
-            rows.append(["resnet50", size, batch, f"{r['seconds'] * 1000:.0f}", "failed",
-                         (run.stderr.strip().splitlines() or ["?"])[-1][:60], ""])
-            continue
-        peer = json.loads(run.stdout.strip().splitlines()[-1])
-        rows.append(["resnet50", size, batch, f"{r['seconds'] * 1000:.0f}", f"{peer['seconds'] * 1000:.0f}",
-                     f"{peer['seconds'] / r['seconds']:.2f}x", f"TF {peer['tensorflow']}"])
-    print_table("Ours vs TF Model Garden Mask R-CNN R50-FPN (random weights, same images; "
-                "ratio > 1: ours is faster)",
-                ["backbone", "size", "batch", "ours ms", "Model Garden ms", "MG / ours", "peer env"], rows)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_grid_arguments(parser, [640, 1024], ["resnet50", "resnet101"], [1, 4],
@@ -161,7 +107,7 @@ def main(argv=None):
                  "matmul peak GFLOP/s", "% of peak", "backbone+FPN % of peak", "peak MB"],
                 result_rows(results, format_row))
     if args.with_peers:
-        run_peers(results, args.repeats)
+        run_peers(results, args.repeats, "inference")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                 # R50-FPN at 512 and 1024 + small at 128, batch 1 and 2
     python benchmarks/train_step.py --quick         # small backbone at 128, batch 2 (seconds)
+    python benchmarks/train_step.py --sizes 512 --batches 1 --with-peers   # and TF Model Garden's step
 
 The batch comes from DataGenerator on ShapesDataset images of the size, built once, so the
 data pipeline is excluded: each step is one ``train_on_batch`` (forward, the five losses,
@@ -13,8 +14,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (add_grid_arguments, grid, median_seconds, mixed_precision,  # noqa: E402
-                    peak_memory_mb, print_table, result_rows, run_grid)
+from common import (PEER_PACKAGE, add_grid_arguments, grid, median_seconds,  # noqa: E402
+                    mixed_precision, peak_memory_mb, print_table, result_rows, run_grid, run_peers)
 
 
 def measure(backbone, size, batch, repeats, precision="float32"):
@@ -44,6 +45,9 @@ def measure(backbone, size, batch, repeats, precision="float32"):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_grid_arguments(parser, [512, 1024], ["resnet50"], [1, 2], "small backbone, 128x128, batch 2")
+    parser.add_argument("--with-peers", action="store_true",
+                        help=f"also time TF Model Garden's Mask R-CNN R50-FPN training step ({PEER_PACKAGE} "
+                             f"in its own venv under benchmarks/.peers)")
     args = parser.parse_args(argv)
     defaults = not any(a.startswith(("--sizes", "--backbones", "--batches")) for a in (argv or sys.argv[1:]))
     configurations = grid(args)
@@ -59,6 +63,8 @@ def main(argv=None):
                 result_rows(results, lambda r, batch: [f"{r['seconds'] * 1000:.0f}",
                                                        f"{batch / r['seconds']:.2f}",
                                                        f"{r['memory_mb']:.0f}"]))
+    if args.with_peers:
+        run_peers(results, args.repeats, "training step")
     return 0
 
 
