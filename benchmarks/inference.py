@@ -14,7 +14,8 @@ always runs on all 100); "small": ShapesConfig's CPU-sized heads.
 
 FLOPs: counted by TF's profiler (``tf.compat.v1`` model_analyzer, ``float_operation()``) on the
 traced concrete function's graph: 2 per multiply-add of every Conv2D/MatMul, plus the
-elementwise ops whose shapes are static. Achieved GFLOP/s = that count / median time. The
+elementwise ops whose shapes are static; the mask head, which runs on as many rows as there
+are detections, is added from its kernels times the detections of the run. Achieved GFLOP/s = that count / median time. The
 backbone+FPN (C2..C5 -> P2..P5) is traced and timed on its own too. Both are set against a
 float32 ``tf.matmul`` (2048x2048) peak measured in the same process just before the model, so
 that a shared machine's load at that moment weighs on both alike.
@@ -43,6 +44,24 @@ def graph_gflops(concrete_function):
     options["output"] = "none"
     profile = model_analyzer.profile(concrete_function.graph, options=options)
     return profile.total_float_ops / 1e9
+
+
+def mask_head_gflop_per_roi(keras_model):
+    """GFLOP of the mask head's convolutions for one RoI, from its layers' kernels.
+
+    The profiler cannot count them: the mask head runs on as many rows as there are
+    detections, a shape known only at run time. 2 FLOPs per multiply-add: a convolution
+    does one kernel's worth per output pixel, a transposed one per input pixel.
+    """
+    import keras
+    import numpy as np
+
+    total = 0
+    for layer in keras_model.layers:
+        if layer.name.startswith("mrcnn_mask") and isinstance(layer, keras.layers.Conv2D):
+            pixels = layer.input if isinstance(layer, keras.layers.Conv2DTranspose) else layer.output
+            total += 2 * int(np.prod(pixels.shape[1:3])) * int(np.prod(layer.kernel.shape))
+    return total / 1e9
 
 
 def measure(backbone, size, batch, repeats, precision="float32"):
@@ -75,7 +94,9 @@ def measure(backbone, size, batch, repeats, precision="float32"):
                            [model.keras_model.get_layer(f"fpn_p{i}").output for i in range(2, 6)])
     features_fn = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
     features_seconds = median_seconds(lambda: [t.numpy() for t in features_fn(inputs["input_image"])], repeats)
-    return {"seconds": seconds, "gflop": graph_gflops(forward.get_concrete_function(inputs)),
+    detections = int((forward(inputs)["detections"][..., 5] > 0).numpy().sum())
+    mask_head = detections * mask_head_gflop_per_roi(model.keras_model)
+    return {"seconds": seconds, "gflop": graph_gflops(forward.get_concrete_function(inputs)) + mask_head,
             "backbone_seconds": features_seconds,
             "backbone_gflop": graph_gflops(features_fn.get_concrete_function(inputs["input_image"])),
             "memory_mb": peak_memory_mb(), "peak_gflops": peak}

@@ -13,9 +13,11 @@ Gradient clipping is off so that a wrongly scaled gradient cannot be hidden by i
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,3 +181,79 @@ def test_each_replica_trains_on_its_own_image(result):
         assert dist_logs[name] == pytest.approx(mean, abs=1e-5), name
     assert result["b_update"] > 1e-3
     assert result["b_weights_diff"] < 1e-5
+
+
+WORKER = r"""
+import json
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn_tf import MaskRCNN
+from mrcnn_tf.data import ShapesConfig, ShapesDataset
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+config = ShapesConfig(NAME="multiworker", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
+                      RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32,
+                      RPN_CONV_CHANNELS=64, FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32,
+                      POST_NMS_ROIS_TRAINING=32, TRAIN_ROIS_PER_IMAGE=16, STEPS_PER_EPOCH=2,
+                      GPU_COUNT=strategy.num_replicas_in_sync, IMAGES_PER_GPU=1)
+dataset = ShapesDataset()
+dataset.load_shapes(8, 64, 64, seed=1)
+dataset.prepare()
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = MaskRCNN("training", config, model_dir=sys.argv[1])
+    initial = [w.copy() for w in model.keras_model.get_weights()]
+    history = model.train(dataset, None, learning_rate=0.01, epochs=1, layers="all", seed=0,
+                          verbose=0, log_images=0)
+weights = model.keras_model.get_weights()
+print("RESULT " + json.dumps({
+    "replicas": strategy.num_replicas_in_sync, "batch": config.BATCH_SIZE,
+    "logs": {k: float(v[-1]) for k, v in history.history.items()},
+    "update": max(float(np.abs(a - b).max()) for a, b in zip(weights, initial)),
+    "checksum": [float(np.abs(w).sum()) for w in weights[-4:]]}))
+"""
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_train_in_lockstep(tmp_path):
+    """MultiWorkerMirroredStrategy with two local workers (TF_CONFIG): train() runs, both
+    workers see a global batch of 2 and end with the same weights and logs."""
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO,
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"logs{index}")],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        cwd=tmp_path, env=env))
+    results = []
+    try:
+        for worker in workers:
+            out, err = worker.communicate(timeout=600)
+            assert worker.returncode == 0, err[-3000:]
+            (line,) = [l for l in out.splitlines() if l.startswith("RESULT ")]
+            results.append(json.loads(line[len("RESULT "):]))
+    finally:
+        for worker in workers:
+            worker.kill()
+    first, second = results
+    assert first["replicas"] == second["replicas"] == 2 and first["batch"] == 2
+    assert first["update"] > 1e-3                                  # it trained
+    assert first["checksum"] == pytest.approx(second["checksum"], rel=1e-6)
+    for name in LOGGED:
+        assert np.isfinite(first["logs"][name]), name
+        assert first["logs"][name] == pytest.approx(second["logs"][name], rel=1e-6), name

@@ -192,8 +192,45 @@ class MaskRCNNTrainer(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return total / replicas if replicas > 1 else total
 
+    def train_step(self, data):
+        return _with_batch_axis_for_multi_worker(super().train_step(data))
+
+    def test_step(self, data):
+        return _with_batch_axis_for_multi_worker(super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras's TF trainer builds a model under a strategy from one batch that it
+        # first averages over the replicas (strategy.reduce). That all-reduce fails
+        # for dict inputs under MultiWorkerMirroredStrategy (and for bool tensors
+        # anywhere); the build needs shapes only, so use this worker's first
+        # replica's values instead.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for step in iterator:
+            batch = next(step[-1])
+            data_batch = tf.nest.map_structure(
+                lambda value: strategy.experimental_local_results(value)[0]
+                if isinstance(value, tf.distribute.DistributedValues) else value, batch)
+            break
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
     def get_config(self):
         return {**super().get_config(), "loss_weights": self.loss_weights}
+
+
+def _with_batch_axis_for_multi_worker(logs):
+    """Logs of a step as [1] tensors under MultiWorkerMirroredStrategy, else unchanged.
+
+    Keras 3 reduces a multi-worker step's logs with ``strategy.reduce("MEAN",
+    axis=0)``, which fails on scalars (tensorflow/tensorflow#72388); with a batch
+    axis the reduction is the mean over all replicas, a scalar again.
+    """
+    strategy = tf.distribute.get_strategy()
+    multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and multi_worker):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
 
 def build_keras_model(mode, config):
