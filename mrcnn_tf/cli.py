@@ -216,6 +216,37 @@ def build_model(mode, config, args, weights):
     return model
 
 
+def load_model(mode, config, weights, model_dir):
+    """MaskRCNN in ``mode`` with ``weights`` loaded, for scripts with a ``--weights`` option.
+
+    Args:
+        weights: 'none', 'imagenet' (applied through ``config.BACKBONE_WEIGHTS``,
+            nothing to load here), 'last' (newest checkpoint of ``config.NAME``
+            under ``model_dir``) or a path to an ``.h5`` file. Loading is by layer
+            name: with another class count the class-specific layers do not fit,
+            stay as built and are listed as mismatched.
+    Raises:
+        SystemExit naming ``--weights`` when there is no such checkpoint or file.
+    """
+    from mrcnn_tf import MaskRCNN
+    from mrcnn_tf.model.mask_rcnn import latest_checkpoint
+
+    path = None
+    if weights == "last":
+        try:
+            path = latest_checkpoint(model_dir, config.NAME)
+        except FileNotFoundError as error:
+            raise SystemExit(f"--weights last: {error} (train first, or give --model-dir)") from None
+    elif weights not in ("none", "imagenet"):
+        if not os.path.isfile(weights):
+            raise SystemExit(f"--weights: no such file {weights}")
+        path = weights
+    model = MaskRCNN(mode, config, model_dir)
+    if path is not None:
+        model.load_weights(path)
+    return model
+
+
 # ---------------------------------------------------------------- commands
 def cmd_train(args):
     if args.dataset == "shapes":  # the config decides the image size of the shapes

@@ -31,6 +31,7 @@ import sys
 import numpy as np
 
 from mrcnn_tf import Config
+from mrcnn_tf.cli import load_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -79,27 +80,6 @@ def load_split(dataset_dir, subset):
     if not os.path.isdir(path):
         raise SystemExit(f"--dataset: no {subset}/ directory in {dataset_dir}")
     return ViaDataset.from_directory(path)
-
-
-def load_model(mode, config, weights, model_dir):
-    """MaskRCNN in ``mode`` with ``weights`` ('none', 'imagenet', 'last' or a path) loaded."""
-    from mrcnn_tf import MaskRCNN
-    from mrcnn_tf.model.mask_rcnn import latest_checkpoint
-
-    path = None
-    if weights == "last":
-        try:
-            path = latest_checkpoint(model_dir, config.NAME)
-        except FileNotFoundError as error:
-            raise SystemExit(f"--weights last: {error} (train first, or give --model-dir)") from None
-    elif weights not in ("none", "imagenet"):
-        if not os.path.isfile(weights):
-            raise SystemExit(f"--weights: no such file {weights}")
-        path = weights
-    model = MaskRCNN(mode, config, model_dir)
-    if path is not None:
-        model.load_weights(path)
-    return model
 
 
 def to_rgb(frame):

@@ -21,6 +21,7 @@ import os
 import sys
 
 from mrcnn_tf import Config
+from mrcnn_tf.cli import load_model
 
 # --tiny: 64 px images, narrow heads, few RoIs.
 TINY = dict(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
@@ -51,28 +52,6 @@ def make_config(num_classes, backbone="resnet50", weights="none", tiny=False):
         backbone_weights = "imagenet"
     return CocoConfig(NUM_CLASSES=num_classes, BACKBONE=backbone, BACKBONE_WEIGHTS=backbone_weights,
                       **(TINY if tiny else {}))
-
-
-def load_model(mode, config, weights, model_dir):
-    from mrcnn_tf import MaskRCNN
-    from mrcnn_tf.model.mask_rcnn import latest_checkpoint
-
-    path = None
-    if weights == "last":
-        try:
-            path = latest_checkpoint(model_dir, config.NAME)
-        except FileNotFoundError as error:
-            raise SystemExit(f"--weights last: {error} (train first, or give --model-dir)") from None
-    elif weights not in ("none", "imagenet"):
-        if not os.path.isfile(weights):
-            raise SystemExit(f"--weights: no such file {weights}")
-        path = weights
-    model = MaskRCNN(mode, config, model_dir)
-    if path is not None:
-        # By layer name: with another class count (the 81-class file on a subset) the
-        # class-specific layers do not fit, stay as built and are listed as mismatched.
-        model.load_weights(path)
-    return model
 
 
 def load_dataset(annotations, images, class_ids):
