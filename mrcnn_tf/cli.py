@@ -216,6 +216,23 @@ def build_model(mode, config, args, weights):
     return model
 
 
+def backbone_weights_for(weights, backbone):
+    """``Config.BACKBONE_WEIGHTS`` for a ``--weights`` choice: "imagenet" or None.
+
+    Nothing is downloaded at run time, so "imagenet" is checked now: a
+    SystemExit naming ``--weights imagenet`` says where the file must go.
+    """
+    if weights != "imagenet":
+        return None
+    from mrcnn_tf.weights import imagenet_weights_path
+
+    try:
+        imagenet_weights_path(backbone)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"--weights imagenet: {error}") from None
+    return "imagenet"
+
+
 def load_model(mode, config, weights, model_dir):
     """MaskRCNN in ``mode`` with ``weights`` loaded, for scripts with a ``--weights`` option.
 

@@ -31,7 +31,7 @@ import sys
 import numpy as np
 
 from mrcnn_tf import Config
-from mrcnn_tf.cli import load_model
+from mrcnn_tf.cli import backbone_weights_for, load_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -58,16 +58,8 @@ TINY = dict(IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, STEPS_PER_EPOCH=2, VALIDATION_
 
 def make_config(backbone="resnet50", weights="none", tiny=False):
     """BalloonConfig for the command line; fails early and clearly on unusable weights."""
-    backbone_weights = None
-    if weights == "imagenet":
-        from mrcnn_tf.weights import imagenet_weights_path
-
-        try:  # nothing is downloaded at run time: say where the file must go
-            imagenet_weights_path(backbone)
-        except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f"--weights imagenet: {error}") from None
-        backbone_weights = "imagenet"
-    return BalloonConfig(BACKBONE=backbone, BACKBONE_WEIGHTS=backbone_weights, **(TINY if tiny else {}))
+    return BalloonConfig(BACKBONE=backbone, BACKBONE_WEIGHTS=backbone_weights_for(weights, backbone),
+                         **(TINY if tiny else {}))
 
 
 def load_split(dataset_dir, subset):

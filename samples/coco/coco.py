@@ -21,7 +21,7 @@ import os
 import sys
 
 from mrcnn_tf import Config
-from mrcnn_tf.cli import load_model
+from mrcnn_tf.cli import backbone_weights_for, load_model
 
 # --tiny: 64 px images, narrow heads, few RoIs.
 TINY = dict(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
@@ -41,17 +41,9 @@ class CocoConfig(Config):
 
 
 def make_config(num_classes, backbone="resnet50", weights="none", tiny=False):
-    backbone_weights = None
-    if weights == "imagenet":
-        from mrcnn_tf.weights import imagenet_weights_path
-
-        try:  # nothing is downloaded at run time: say where the file must go
-            imagenet_weights_path(backbone)
-        except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f"--weights imagenet: {error}") from None
-        backbone_weights = "imagenet"
-    return CocoConfig(NUM_CLASSES=num_classes, BACKBONE=backbone, BACKBONE_WEIGHTS=backbone_weights,
-                      **(TINY if tiny else {}))
+    """CocoConfig for the command line; fails early and clearly on unusable weights."""
+    return CocoConfig(NUM_CLASSES=num_classes, BACKBONE=backbone,
+                      BACKBONE_WEIGHTS=backbone_weights_for(weights, backbone), **(TINY if tiny else {}))
 
 
 def load_dataset(annotations, images, class_ids):
