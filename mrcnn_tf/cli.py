@@ -171,19 +171,23 @@ def make_config(args, dataset=None, base=None):
     except ValueError as error:  # Config names the bad key or value
         raise UsageError(f"--set: {error}") from error
     if config.BACKBONE_WEIGHTS == "imagenet":
-        _check_imagenet(config.BACKBONE)
+        error = _imagenet_unavailable(config.BACKBONE)
+        if error is not None:
+            raise RuntimeError(f"--weights imagenet: not available offline: {error}. Pass the "
+                               "weights file's path instead: --set BACKBONE_WEIGHTS=PATH") from error
     return config
 
 
-def _check_imagenet(backbone):
-    """Fail before any work when the ImageNet file is not in the Keras cache (no downloads)."""
+def _imagenet_unavailable(backbone):
+    """Why the ImageNet file of ``backbone`` is not in the Keras cache (nothing is
+    downloaded at run time), as the error to report; None when it is there."""
     from mrcnn_tf.weights import imagenet_weights_path
 
     try:
         imagenet_weights_path(backbone)
     except (FileNotFoundError, ValueError) as error:
-        raise RuntimeError(f"--weights imagenet: not available offline: {error}. Pass the "
-                           "weights file's path instead: --set BACKBONE_WEIGHTS=PATH") from error
+        return error
+    return None
 
 
 def _run_config_beside(weights_path):
@@ -194,74 +198,78 @@ def _run_config_beside(weights_path):
     return Config.from_json(path) if os.path.isfile(path) else None
 
 
-def resolve_weights(args, config_name):
-    """A checkpoint path, or None (no weights, or ImageNet applied through the config)."""
-    choice = args.weights
-    if choice in (None, "none"):
+def weights_file(weights, model_dir, config_name):
+    """The ``.h5`` file a ``--weights`` choice names, or None when there is nothing to load.
+
+    Args:
+        weights: 'none' (or None), 'imagenet' (applied through
+            ``Config.BACKBONE_WEIGHTS``, not as a checkpoint), 'last' (newest
+            checkpoint of ``config_name`` under ``model_dir``; any name if
+            None) or a path.
+    Raises:
+        FileNotFoundError naming ``--weights``.
+    """
+    if weights in (None, "none", "imagenet"):
         return None
-    if choice == "last":
+    if weights == "last":
         from mrcnn_tf.model.mask_rcnn import latest_checkpoint
-        return latest_checkpoint(args.model_dir, config_name)
-    if choice == "imagenet":  # applied by the config (BACKBONE_WEIGHTS), not as a checkpoint
-        return None
-    return _existing(choice, "--weights", "file")
+
+        try:
+            return latest_checkpoint(model_dir, config_name)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"--weights last: {error} (train first, or give --model-dir)") from None
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"--weights: no such file {weights}")
+    return weights
 
 
-def build_model(mode, config, args, weights):
+def resolve_weights(args, config_name):
+    """weights_file for the parsed arguments; a missing path is a usage error (exit 2)."""
+    if args.weights not in (None, "none", "imagenet", "last"):
+        _existing(args.weights, "--weights", "file")
+    return weights_file(args.weights, args.model_dir, config_name)
+
+
+def build_model(mode, config, model_dir, checkpoint):
+    """MaskRCNN in ``mode`` with ``checkpoint`` (an .h5 path or None) loaded by layer name.
+
+    With another class count the class-specific layers do not fit, stay as
+    built and are listed as mismatched in the printed load report.
+    """
     from mrcnn_tf import MaskRCNN
 
-    model = MaskRCNN(mode, config, args.model_dir)
-    if weights:
-        print(f"loading {weights}: {model.load_weights(weights)}")
+    model = MaskRCNN(mode, config, model_dir)
+    if checkpoint:
+        model.load_weights(checkpoint)  # prints what it loaded, skipped and could not fit
     return model
 
 
 def backbone_weights_for(weights, backbone):
-    """``Config.BACKBONE_WEIGHTS`` for a ``--weights`` choice: "imagenet" or None.
+    """``Config.BACKBONE_WEIGHTS`` for a ``--weights`` choice of a script: "imagenet" or None.
 
-    Nothing is downloaded at run time, so "imagenet" is checked now: a
-    SystemExit naming ``--weights imagenet`` says where the file must go.
+    Raises SystemExit naming ``--weights imagenet`` and where the file must go
+    when it is not on disk.
     """
     if weights != "imagenet":
         return None
-    from mrcnn_tf.weights import imagenet_weights_path
-
-    try:
-        imagenet_weights_path(backbone)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"--weights imagenet: {error}") from None
+    error = _imagenet_unavailable(backbone)
+    if error is not None:
+        raise SystemExit(f"--weights imagenet: {error}")
     return "imagenet"
 
 
 def load_model(mode, config, weights, model_dir):
-    """MaskRCNN in ``mode`` with ``weights`` loaded, for scripts with a ``--weights`` option.
+    """MaskRCNN in ``mode`` with a ``--weights`` choice loaded, for scripts (the samples).
 
-    Args:
-        weights: 'none', 'imagenet' (applied through ``config.BACKBONE_WEIGHTS``,
-            nothing to load here), 'last' (newest checkpoint of ``config.NAME``
-            under ``model_dir``) or a path to an ``.h5`` file. Loading is by layer
-            name: with another class count the class-specific layers do not fit,
-            stay as built and are listed as mismatched.
+    Args: ``weights`` as :func:`weights_file`.
     Raises:
         SystemExit naming ``--weights`` when there is no such checkpoint or file.
     """
-    from mrcnn_tf import MaskRCNN
-    from mrcnn_tf.model.mask_rcnn import latest_checkpoint
-
-    path = None
-    if weights == "last":
-        try:
-            path = latest_checkpoint(model_dir, config.NAME)
-        except FileNotFoundError as error:
-            raise SystemExit(f"--weights last: {error} (train first, or give --model-dir)") from None
-    elif weights not in ("none", "imagenet"):
-        if not os.path.isfile(weights):
-            raise SystemExit(f"--weights: no such file {weights}")
-        path = weights
-    model = MaskRCNN(mode, config, model_dir)
-    if path is not None:
-        model.load_weights(path)
-    return model
+    try:
+        checkpoint = weights_file(weights, model_dir, config.NAME)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+    return build_model(mode, config, model_dir, checkpoint)
 
 
 # ---------------------------------------------------------------- commands
@@ -274,7 +282,7 @@ def cmd_train(args):
         config = make_config(args, train)
     if args.epochs < 1:
         raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
-    model = build_model("training", config, args, resolve_weights(args, config.NAME))
+    model = build_model("training", config, args.model_dir, resolve_weights(args, config.NAME))
     model.train(train, val, args.learning_rate or config.LEARNING_RATE, args.epochs, args.layers,
                 verbose=2, seed=args.seed)
     print(f"checkpoints in {model.log_dir}")
@@ -288,7 +296,7 @@ def _inference_model(args, dataset=None):
     base = _run_config_beside(weights) if weights else None
     if base is not None:
         config = make_config(args, base=base)
-    return build_model("inference", config, args, weights), config
+    return build_model("inference", config, args.model_dir, weights), config
 
 
 def cmd_evaluate(args):
