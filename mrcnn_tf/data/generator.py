@@ -85,7 +85,7 @@ class DataGenerator(keras.utils.PyDataset):
     ``input_rpn_bbox`` [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4],
     ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES],
     ``input_gt_boxes`` [B, MAX_GT_INSTANCES, 4] (molded-image pixels) and
-    ``input_gt_masks`` uint8 (0/1) [B, mh, mw, MAX_GT_INSTANCES]. Ground truth is
+    ``input_gt_masks`` bool [B, mh, mw, MAX_GT_INSTANCES]. Ground truth is
     padded to MAX_GT_INSTANCES so every step has the same shapes (no retracing).
 
     Args:
@@ -240,9 +240,7 @@ class DataGenerator(keras.utils.PyDataset):
             "input_rpn_bbox": np.zeros([len(samples), config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4], np.float32),
             "input_gt_class_ids": np.zeros([len(samples), max_gt], np.int32),
             "input_gt_boxes": np.zeros([len(samples), max_gt, 4], np.float32),
-            # uint8, not bool: Keras averages a first batch over replicas under a
-            # tf.distribute strategy, which no bool tensor supports.
-            "input_gt_masks": np.zeros([len(samples), mask_hw[0], mask_hw[1], max_gt], np.uint8),
+            "input_gt_masks": np.zeros([len(samples), mask_hw[0], mask_hw[1], max_gt], bool),
         }
         for b, (image, meta, class_ids, boxes, masks) in enumerate(samples):
             if len(class_ids) > max_gt:  # keep a random subset rather than fail

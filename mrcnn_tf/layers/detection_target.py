@@ -29,7 +29,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         proposals: float [B, P, (y1, x1, y2, x2)] normalised; zero rows are padding.
         gt_class_ids: int [B, G]; 0 is padding, negative ids are crowd regions.
         gt_boxes: float [B, G, (y1, x1, y2, x2)] normalised.
-        gt_masks: bool/uint8/float [B, mh, mw, G]: full-image masks, or with
+        gt_masks: bool/float [B, mh, mw, G]: full-image masks, or with
             ``use_mini_mask`` each mask resized into its own box.
     Outputs (a list):
         rois: float32 [B, T, 4] normalised, positives first; zero rows are padding.

@@ -66,7 +66,7 @@ def build_training_graph(config):
         "input_rpn_bbox": keras.Input((None, 4), name="input_rpn_bbox"),
         "input_gt_class_ids": keras.Input((None,), dtype="int32", name="input_gt_class_ids"),
         "input_gt_boxes": keras.Input((None, 4), name="input_gt_boxes"),
-        "input_gt_masks": keras.Input((mini[0], mini[1], None), dtype="uint8", name="input_gt_masks"),
+        "input_gt_masks": keras.Input((mini[0], mini[1], None), dtype="bool", name="input_gt_masks"),
     }
     meta = inputs["input_image_meta"]
     image_shape = MetaField("image_shape", name="meta_image_shape")(meta)
