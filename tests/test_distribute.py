@@ -13,14 +13,17 @@ Gradient clipping is off so that a wrongly scaled gradient cannot be hidden by i
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from loopback import free_ports
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# The scripts run in fresh processes and import the package and the model tests' tiny config.
+PYTHONPATH = os.pathsep.join([os.path.dirname(TESTS), TESTS])
 
 SCRIPT = r"""
 import json
@@ -35,19 +38,11 @@ import keras
 import numpy as np
 
 from mrcnn_tf import DataGenerator, MaskRCNN
-from mrcnn_tf.data import ShapesConfig, ShapesDataset
 from mrcnn_tf.model.callbacks import GeneratorEpoch
+from test_model import TinyConfig as ModelTestConfig, shapes
 
 
-class TinyConfig(ShapesConfig):
-    NAME = "tiny"
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 24, 32, 48)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_CHANNELS = 64
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CHANNELS = 32
+class TinyConfig(ModelTestConfig):  # the model tests' tiny model, taking every RoI candidate
     POST_NMS_ROIS_TRAINING = 8
     TRAIN_ROIS_PER_IMAGE = 32      # > 8 proposals + MAX_GT_INSTANCES: every candidate is taken
     ROI_POSITIVE_RATIO = 1.0
@@ -55,13 +50,6 @@ class TinyConfig(ShapesConfig):
     GRADIENT_CLIP_NORM = None
     LEARNING_RATE = 0.001  # updates well above the tolerance, roundoff well below
     STEPS_PER_EPOCH = 1
-
-
-def shapes(count, seed):
-    dataset = ShapesDataset()
-    dataset.load_shapes(count, 64, 64, seed=seed)
-    dataset.prepare()
-    return dataset
 
 
 def build(config, weights=None):
@@ -142,7 +130,7 @@ print("RESULT " + json.dumps(out))
 def result(tmp_path_factory):
     run = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600,
                          cwd=tmp_path_factory.mktemp("distribute"),
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO})
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": PYTHONPATH})
     assert run.returncode == 0, run.stderr[-3000:]
     (line,) = [l for l in run.stdout.splitlines() if l.startswith("RESULT ")]
     return json.loads(line[len("RESULT "):])
@@ -192,17 +180,12 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf import MaskRCNN
-from mrcnn_tf.data import ShapesConfig, ShapesDataset
+from test_model import TinyConfig, shapes
 
 strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
-config = ShapesConfig(NAME="multiworker", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
-                      RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32,
-                      RPN_CONV_CHANNELS=64, FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32,
-                      POST_NMS_ROIS_TRAINING=32, TRAIN_ROIS_PER_IMAGE=16, STEPS_PER_EPOCH=2,
-                      GPU_COUNT=strategy.num_replicas_in_sync, IMAGES_PER_GPU=1)
-dataset = ShapesDataset()
-dataset.load_shapes(8, 64, 64, seed=1)
-dataset.prepare()
+config = TinyConfig(NAME="multiworker", POST_NMS_ROIS_TRAINING=32, STEPS_PER_EPOCH=2,
+                    GPU_COUNT=strategy.num_replicas_in_sync, IMAGES_PER_GPU=1)
+dataset = shapes(8, seed=1)
 keras.utils.set_random_seed(0)
 with strategy.scope():
     model = MaskRCNN("training", config, model_dir=sys.argv[1])
@@ -218,24 +201,14 @@ print("RESULT " + json.dumps({
 """
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_two_workers_train_in_lockstep(tmp_path):
     """MultiWorkerMirroredStrategy with two local workers (TF_CONFIG): train() runs, both
     workers see a global batch of 2 and end with the same weights and logs."""
-    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO,
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": PYTHONPATH,
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         workers.append(subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"logs{index}")],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,15 +1,10 @@
 """export_saved_model: the served graph against detect(), layout, assets, errors, REST."""
 
 import base64
-import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.error
-import urllib.request
 
 import keras
 import numpy as np
@@ -21,9 +16,8 @@ from mrcnn_tf.data.transforms import resize_image, unmold_mask
 from mrcnn_tf.export import export_saved_model
 from mrcnn_tf.export.signatures import paste_masks, resize_and_pad
 from mrcnn_tf.model.inference import mold_inputs
+from loopback import post, rest_server
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REST_SERVER = os.path.join(REPO, "samples", "serving", "rest_server.py")
 OUTPUT_DTYPES = {"num_detections": "DT_INT32", "detection_boxes": "DT_FLOAT",
                  "detection_classes": "DT_INT32", "detection_scores": "DT_FLOAT",
                  "detection_masks": "DT_UINT8", "image_sizes": "DT_INT32"}
@@ -270,70 +264,31 @@ def test_bad_inputs_raise_clear_errors_then_serving_continues(exported):
     _assert_matches_detect(outputs, 0, reference[1])
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _post(url, payload):
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 @pytest.mark.slow
 def test_rest_server_predicts_and_survives_bad_requests(exported):
     _, path, images, _ = exported
     direct = tf.saved_model.load(path).signatures["serving_default"](
         images=tf.constant([_png(images[0])]))
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, REST_SERVER, "--model_base_path", os.path.dirname(path),
-         "--model_name", "tiny", "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1/models/tiny"
-    try:
-        deadline = time.monotonic() + 180
-        while True:  # bounded wait for the model to load
-            assert server.poll() is None, server.stdout.read().decode()[-3000:]
-            try:
-                with urllib.request.urlopen(base, timeout=5) as response:
-                    status = json.loads(response.read())
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "REST server did not start"
-                time.sleep(0.5)
-        assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    with rest_server(os.path.dirname(path), "tiny") as server:
+        base = server.base
+        assert server.status["model_version_status"][0]["state"] == "AVAILABLE"
 
         good = {"instances": [{"b64": base64.b64encode(_png(images[0])).decode()}]}
-        code, body = _post(base + ":predict", good)
+        code, body = post(base + ":predict", good)
         assert code == 200 and len(body["predictions"]) == 1
         prediction = body["predictions"][0]
         for name, value in direct.items():
             np.testing.assert_allclose(np.array(prediction[name]), value.numpy()[0], atol=1e-6)
 
-        code, body = _post(base + ":predict", {"instances": [{"b64": base64.b64encode(b"junk").decode()}]})
+        code, body = post(base + ":predict", {"instances": [{"b64": base64.b64encode(b"junk").decode()}]})
         assert code == 400 and "not a JPEG/PNG image" in body["error"]
-        code, body = _post(base + ":predict", {"instances": [{"b64": "%%% not base64"}]})
+        code, body = post(base + ":predict", {"instances": [{"b64": "%%% not base64"}]})
         assert code == 400 and "base64" in body["error"]
 
         columnar = {"inputs": {"images": [{"b64": good["instances"][0]["b64"]}]}}
-        code, body = _post(base + ":predict", columnar)
+        code, body = post(base + ":predict", columnar)
         assert code == 200
         assert body["outputs"]["num_detections"] == direct["num_detections"].numpy().tolist()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-        server.stdout.close()
 
 
 @pytest.mark.slow

@@ -8,12 +8,7 @@ import base64
 import errno
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 
 import h5py
 import keras
@@ -27,10 +22,9 @@ from mrcnn_tf.export import export_saved_model
 from mrcnn_tf.model import callbacks
 from mrcnn_tf.model.callbacks import ModelDirError, NonFiniteLossError
 from mrcnn_tf.model.mask_rcnn import latest_checkpoint
+from loopback import post, rest_server
 from test_model import TinyConfig, shapes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REST_SERVER = os.path.join(REPO, "samples", "serving", "rest_server.py")
 REQUEST_TIMEOUT = 60  # seconds per request
 STARTUP_TIMEOUT = 180  # seconds for the server to load the model
 
@@ -112,23 +106,6 @@ def test_full_disk_is_reported_by_the_early_check(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------- serving
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _send(url, body, method="POST"):
-    """(HTTP status, JSON answer) for raw ``body`` bytes; bounded by REQUEST_TIMEOUT."""
-    request = urllib.request.Request(url, data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def _b64(data):
     return base64.b64encode(data).decode()
 
@@ -157,41 +134,18 @@ def test_rest_server_answers_bad_requests_and_keeps_serving(tmp_path):
                                       "instances": [[[[1, 2, 3]], [[1, 2]]]]}).encode(), 400, "images must"),
         ("good_last", good, 200, None),
     ]
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, REST_SERVER, "--model_base_path", os.path.dirname(path),
-         "--model_name", "tiny", "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1/models/tiny"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            assert server.poll() is None, server.stdout.read().decode()[-3000:]
-            try:
-                with urllib.request.urlopen(base, timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "REST server did not start"
-                time.sleep(0.5)
-
+    with rest_server(os.path.dirname(path), "tiny", STARTUP_TIMEOUT) as server:
         answers = {}
         for name, body, status, text in requests:
-            code, answer = _send(base + ":predict", body)
+            code, answer = post(server.base + ":predict", body, REQUEST_TIMEOUT)
             assert code == status, (name, code, answer)
             if status != 200:
                 assert answer["error"] and (text is None or text in answer["error"]), (name, answer)
             answers[name] = answer
-            assert server.poll() is None, f"server died after {name}"
+            assert server.process.poll() is None, f"server died after {name}"
         # Bad requests in between leave the model's answer to a good one unchanged.
         assert answers["good"] == answers["good_again"] == answers["good_last"]
         assert answers["good"]["predictions"][0]["image_sizes"] == [48, 64]
-        code, answer = _send(f"http://127.0.0.1:{port}/v1/models/other:predict", good)
+        code, answer = post(f"http://127.0.0.1:{server.port}/v1/models/other:predict", good,
+                            REQUEST_TIMEOUT)
         assert code == 404 and "other" in answer["error"]
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-        server.stdout.close()
