@@ -118,7 +118,7 @@ def test_classes_sparse_ids_and_images(coco_dir):
     assert ds.map_source_class_id("coco.7") == 2
     assert ds.map_source_class_id("coco.42") == 3
     assert [info["id"] for info in ds.image_info] == [11, 12, 13]
-    assert ds.image_reference(1) == os.path.realpath(coco_dir / "images" / "sub" / "b.png")
+    assert ds.image_reference(1) == os.path.abspath(coco_dir / "images" / "sub" / "b.png")
     image = ds.load_image(0)
     assert image.shape == (H1, W1, 3) and image.dtype == np.uint8
 
@@ -235,12 +235,56 @@ def test_missing_file_and_bad_json(coco_dir):
     (lambda d: d["images"][0].update(file_name="../escape.png"),
      r"images\[0\]\.file_name '\.\./escape\.png' points outside the image directory"),
     (lambda d: d["images"][0].update(file_name="/etc/passwd"),
-     r"images\[0\]\.file_name '/etc/passwd' points outside"),
+     r"images\[0\]\.file_name '/etc/passwd' points outside.*absolute path"),
+    (lambda d: d["images"][1].update(file_name="sub/../../escape.png"),
+     r"images\[1\]\.file_name 'sub/\.\./\.\./escape\.png' points outside.*'\.\.' component"),
+    (lambda d: d["images"][1].update(file_name="sub/../b.png"),  # stays inside, still refused
+     r"images\[1\]\.file_name 'sub/\.\./b\.png' points outside.*'\.\.' component"),
+    (lambda d: d["images"][0].update(file_name="..\\escape.png"),
+     r"images\[0\]\.file_name '\.\.\\\\escape\.png' points outside.*'\.\.' component"),
+    (lambda d: d["images"][0].update(file_name="\\\\host\\share\\x.png"),
+     r"images\[0\]\.file_name .*host.* points outside.*absolute path"),
+    (lambda d: d["images"][0].update(file_name="C:\\x.png"),
+     r"images\[0\]\.file_name 'C:.*x\.png' points outside.*drive letter"),
+    (lambda d: d["images"][0].update(file_name="c:x.png"),
+     r"images\[0\]\.file_name 'c:x\.png' points outside.*drive letter"),
+    (lambda d: d["images"][0].update(file_name="a\0.png"),
+     r"images\[0\]\.file_name 'a\\x00\.png' is not a valid file name: .*NUL"),
+    (lambda d: d["images"][0].update(file_name=""),
+     r"images\[0\]\.file_name must be a non-empty string"),
 ])
 def test_format_errors_name_the_problem(coco_dir, mutate, message):
     path = write(coco_dir, broken(mutate))
     with pytest.raises(AnnotationFormatError, match=message):
         CocoDataset.from_json(path, str(coco_dir / "images"))
+
+
+def test_escape_error_names_the_file_and_image_id(coco_dir):
+    path = write(coco_dir, broken(lambda d: d["images"][2].update(file_name="../c.png")))
+    with pytest.raises(AnnotationFormatError) as err:
+        CocoDataset.from_json(path, str(coco_dir / "images"))
+    message = str(err.value)
+    assert message.startswith(f"{path} (image id 13): images[2].file_name '../c.png' points "
+                              f"outside the image directory {str(coco_dir / 'images')!r}")
+
+
+def test_split_made_of_symlinks_loads_and_reads(coco_dir):
+    """A split folder of links into another folder: links are the user's own, followed."""
+    pool, split = coco_dir / "images", coco_dir / "split"
+    split.mkdir()
+    os.symlink(pool / "a.png", split / "a.png")          # absolute link
+    os.symlink(os.path.join("..", "images", "c.png"), split / "c.png")  # relative link
+    os.symlink(pool / "sub", split / "sub")              # linked directory: sub/b.png
+    path = write(coco_dir, coco_dict())
+    with pytest.warns(UserWarning, match="dropped 2"):
+        linked = CocoDataset.from_json(path, str(split))
+    with pytest.warns(UserWarning, match="dropped 2"):
+        direct = CocoDataset.from_json(path, str(pool))
+    assert linked.num_images == 3
+    assert linked.image_reference(1) == str(split / "sub" / "b.png")  # the link, not its target
+    for i in linked.image_ids:
+        np.testing.assert_array_equal(linked.load_image(i), direct.load_image(i))
+        np.testing.assert_array_equal(linked.load_mask(i)[0], direct.load_mask(i)[0])
 
 
 def test_unreadable_image_is_named(coco_dir):

@@ -202,3 +202,49 @@ def test_file_errors(tmp_path):
     (tmp_path / "e" / "via_region_data.json").write_text(json.dumps(data))
     with pytest.raises(AnnotationFormatError, match=r"'\.\./outside\.png' points outside"):
         ViaDataset.from_directory(tmp_path / "e")
+
+
+def test_project_of_symlinked_images_loads_and_reads(tmp_path):
+    """A VIA project whose images are links into another folder: links are followed."""
+    rect = region({"name": "rect", "x": 10, "y": 5, "width": 30, "height": 15}, kind="car")
+    pool = write_via(tmp_path / "pool", {"a.png": [rect], "b.png": []})
+    Image.new("RGB", (W, H), (200, 10, 10)).save(pool / "b.png")  # tell the images apart
+    split = tmp_path / "split"
+    split.mkdir()
+    os.symlink(pool / "a.png", split / "a.png")                    # absolute link
+    os.symlink(os.path.join("..", "pool", "b.png"), split / "b.png")  # relative link
+    write_via(split, {"a.png": [rect], "b.png": []})  # links exist: no image is written
+    assert os.path.islink(split / "a.png") and os.path.islink(split / "b.png")
+    linked = ViaDataset.from_directory(split, class_attribute="kind")
+    direct = ViaDataset.from_directory(pool, class_attribute="kind")
+    assert linked.num_images == 2
+    assert linked.image_reference(0) == str(split / "a.png")  # the link, not its target
+    for i in linked.image_ids:
+        assert linked.image_info[i]["height"] == H and linked.image_info[i]["width"] == W
+        np.testing.assert_array_equal(linked.load_image(i), direct.load_image(i))
+        np.testing.assert_array_equal(linked.load_mask(i)[0], direct.load_mask(i)[0])
+
+    os.remove(pool / "b.png")  # a dangling link is a missing image, named as such
+    with pytest.raises(FileNotFoundError, match=r"image file 'b.png' does not exist"):
+        ViaDataset.from_directory(split, class_attribute="kind")
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("../outside.png", "'..' component"),
+    ("sub/../../outside.png", "'..' component"),
+    ("..\\outside.png", "'..' component"),
+    ("/abs/outside.png", "absolute path"),
+    ("\\\\host\\share\\outside.png", "absolute path"),
+    ("C:\\outside.png", "drive letter"),
+])
+def test_filename_escapes_are_refused(tmp_path, name, reason):
+    path = write_via(tmp_path, {"a.png": []})
+    data = json.loads((tmp_path / "via_region_data.json").read_text())
+    data["_via_img_metadata"]["a.png123"]["filename"] = name
+    (tmp_path / "via_region_data.json").write_text(json.dumps(data))
+    with pytest.raises(AnnotationFormatError) as err:
+        ViaDataset.from_directory(path)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'via_region_data.json'}: ['a.png123'].filename "
+                              f"{name!r} points outside the image directory")
+    assert reason in message

@@ -16,6 +16,7 @@ can exclude them from training.
 import json
 import math
 import os
+import re
 import warnings
 
 import numpy as np
@@ -58,21 +59,52 @@ def read_json(path, what="annotation file"):
         raise AnnotationFormatError(f"{what} {path!r} is not UTF-8 text: {err}") from err
 
 
-def resolve_inside(directory, relative, where):
-    """Absolute path of ``relative`` under ``directory``; refuses to leave it.
+# "C:", "c:" at the start of a name: a Windows drive (absolute "C:\\x" or
+# drive-relative "C:x"), refused on every platform so a file behaves the same.
+_DRIVE_PREFIX = re.compile(r"^[A-Za-z]:")
 
+
+def join_image_name(directory, name, where, source=None):
+    """Path of the image ``name`` (as written in an annotation file) under ``directory``.
+
+    The check is on the name's text, not on where the file ends up: a name
+    must be a relative path with no ``..`` component, so a JSON file cannot
+    make the loader read elsewhere. Symlinks under ``directory`` (a split
+    made of links to another folder) are the user's own choice and are
+    followed. Both ``/`` and ``\\`` count as separators for the check, so
+    Windows-written names cannot sneak a ``..`` or a drive past it.
+
+    Args:
+        directory: the image directory the name is relative to.
+        name: the file name from the annotation file.
+        where: JSON path of the name, for messages (``images[3].file_name``).
+        source: optional description of the annotation file and entry
+            (e.g. its path and the image id), put in messages.
+    Returns:
+        the absolute, normalised path (links not resolved).
     Raises:
-        AnnotationFormatError: ``relative`` is absolute or climbs out with
-            ``..`` (or a symlink), which would let a JSON file read anywhere.
+        AnnotationFormatError: ``name`` is not a non-empty string, contains a
+            NUL character, is absolute (``/x``, ``\\x``, ``\\\\server\\share``, ``C:\\x``,
+            ``C:x``) or has a ``..`` component.
     """
-    if not isinstance(relative, str) or not relative:
-        raise AnnotationFormatError(f"{where} must be a non-empty string, got {relative!r}")
-    root = os.path.realpath(directory)
-    path = os.path.realpath(os.path.join(root, relative))
-    if os.path.commonpath([root, path]) != root:
+    prefix = f"{source}: " if source else ""
+    if not isinstance(name, str) or not name:
+        raise AnnotationFormatError(f"{prefix}{where} must be a non-empty string, got {name!r}")
+    if "\0" in name:
         raise AnnotationFormatError(
-            f"{where} {relative!r} points outside the image directory {directory!r}")
-    return path
+            f"{prefix}{where} {name!r} is not a valid file name: it contains a NUL character")
+    reason = None
+    if name[0] in "/\\" or os.path.isabs(name):
+        reason = "it is an absolute path"
+    elif _DRIVE_PREFIX.match(name):
+        reason = "it starts with a drive letter"
+    elif ".." in re.split(r"[/\\]", name):
+        reason = "it has a '..' component"
+    if reason is not None:
+        raise AnnotationFormatError(
+            f"{prefix}{where} {name!r} points outside the image directory {directory!r}: "
+            f"{reason}; image names must be relative paths inside the directory")
+    return os.path.normpath(os.path.join(os.path.abspath(directory), name))
 
 
 def _require(obj, key, where):
@@ -196,7 +228,8 @@ class CocoDataset(Dataset):
         Args:
             annotation_file: path of the COCO JSON file.
             image_dir: directory that ``images[i].file_name`` is relative to;
-                names may not leave it.
+                a name must be relative with no ``..`` component (symlinks
+                in the directory are followed).
             class_ids: optional COCO category ids to load (a subset).
             class_names: optional category names to load; with ``class_ids``
                 too, a category must match both.
@@ -214,7 +247,7 @@ class CocoDataset(Dataset):
                 f"images/annotations/categories, got {type(data).__name__}")
         categories = self._read_categories(data)
         wanted = self._select_categories(categories, class_ids, class_names)
-        images = self._read_images(data, image_dir)
+        images = self._read_images(data, image_dir, annotation_file)
         per_image, dropped = self._read_annotations(data, images, categories, set(wanted))
         if dropped:
             warnings.warn(f"{annotation_file}: dropped {dropped} zero-area or degenerate "
@@ -272,7 +305,7 @@ class CocoDataset(Dataset):
         return wanted
 
     @staticmethod
-    def _read_images(data, image_dir):
+    def _read_images(data, image_dir, annotation_file=None):
         """{COCO image id: {path, file_name, height, width}}, in file order."""
         images = {}
         for i, image in enumerate(_require_list(data, "images", "")):
@@ -285,7 +318,9 @@ class CocoDataset(Dataset):
                     f"{where}: height/width must be positive integers, got {size}")
             if image_id in images:
                 raise AnnotationFormatError(f"{where}.id {image_id!r} is used twice")
-            path = resolve_inside(image_dir, file_name, f"{where}.file_name")
+            source = f"{os.fspath(annotation_file)} (image id {image_id!r})" \
+                if annotation_file is not None else f"image id {image_id!r}"
+            path = join_image_name(image_dir, file_name, f"{where}.file_name", source)
             images[image_id] = {"path": path, "file_name": file_name,
                                 "height": size[0], "width": size[1]}
         return images

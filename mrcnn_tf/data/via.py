@@ -32,7 +32,7 @@ import numpy as np
 import skimage.draw
 from PIL import Image, UnidentifiedImageError
 
-from mrcnn_tf.data.coco import AnnotationFormatError, read_json, resolve_inside
+from mrcnn_tf.data.coco import AnnotationFormatError, join_image_name, read_json
 from mrcnn_tf.data.dataset import Dataset, ImageLoadError
 
 VIA_SOURCE = "via"
@@ -162,7 +162,8 @@ class ViaDataset(Dataset):
         Raises:
             FileNotFoundError: no JSON file, or a listed image file is missing.
             AnnotationFormatError: malformed JSON, a missing key (named by its
-                JSON path), an unknown shape, a file name leaving the directory.
+                JSON path), an unknown shape, a file name that is absolute or
+                has a ``..`` component (symlinks next to the JSON are followed).
         """
         path = os.fspath(path)
         json_path = path if os.path.isfile(path) else os.path.join(path, VIA_FILE_NAME)
@@ -202,7 +203,8 @@ class ViaDataset(Dataset):
                 else:
                     shape["attributes"] = attributes
                 parsed.append(shape)
-            image_path = resolve_inside(directory, entry["filename"], f"{where}.filename")
+            image_path = join_image_name(directory, entry["filename"], f"{where}.filename",
+                                         json_path)
             if not os.path.isfile(image_path):
                 raise FileNotFoundError(
                     f"{where}: image file {entry['filename']!r} does not exist in {directory!r}")
