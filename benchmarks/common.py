@@ -76,9 +76,11 @@ def mixed_precision(precision):
     return None if precision == "float32" else precision
 
 
-def run_grid(script, args, measure, configurations=None):
+def run_grid(script, args, measure, configurations=None, child_args=(), env=None):
     """Each (backbone, size, batch, precision) measured in its own process, so peak memory is its own.
 
+    ``child_args`` are added to each child's command line, ``env`` (default: this
+    process's) is its environment.
     Returns ``[(backbone, size, batch, precision, result dict or None, failure reason)]``.
     With ``--one`` (the child side) prints ``measure``'s JSON and returns None.
     """
@@ -89,7 +91,8 @@ def run_grid(script, args, measure, configurations=None):
     results = []
     for backbone, size, batch, precision in configurations or grid(args):
         run = subprocess.run([sys.executable, script, "--one", f"{backbone},{size},{batch},{precision}",
-                              "--repeats", str(args.repeats)], capture_output=True, text=True)
+                              "--repeats", str(args.repeats), *child_args],
+                             capture_output=True, text=True, env=env)
         if run.returncode != 0:
             reason = (run.stderr.strip().splitlines() or ["?"])[-1][:80]
             results.append((backbone, size, batch, precision, None, reason))

@@ -6,7 +6,8 @@
 
 The generator runs as ``fit`` consumes it, through Keras's PyDataset adapter: ``workers=1``
 (batches built in the training loop's thread), ``workers=2`` threads, and ``workers=2`` with
-``use_multiprocessing``. Each batch: load JPEG, decode the VIA polygons to masks,
+``use_multiprocessing`` (processes started by 'forkserver': the generator's TF ops hang in
+forked processes). Each batch: load JPEG, decode the VIA polygons to masks,
 ``default_augmentation()`` (flip, scale jitter, crop, colour jitter), resize/pad to
 IMAGE_MAX_DIM, RPN targets. Timing starts at the first batch (thread/process start-up
 excluded). The training rate is ``train_step.py``'s R50-FPN, batch 1, at the same size,
@@ -16,6 +17,7 @@ Goal: the pipeline delivers at least 3x the images per second that training cons
 """
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -70,6 +72,8 @@ def main(argv=None):
                              "R50-FPN batch 1 at --size)")
     parser.add_argument("--quick", action="store_true", help="shapes at 128, small backbone")
     args = parser.parse_args(argv)
+    # Before any worker starts: TensorFlow is not fork-safe (DataGenerator refuses 'fork').
+    multiprocessing.set_start_method("forkserver", force=True)
 
     from mrcnn_tf import Config
     from mrcnn_tf.data import ShapesConfig, ShapesDataset, ViaDataset

@@ -46,8 +46,10 @@ def graph_gflops(concrete_function):
     return profile.total_float_ops / 1e9
 
 
-def mask_head_gflop_per_roi(keras_model):
+def mask_head_gflop_per_roi(mask_head):
     """GFLOP of the mask head's convolutions for one RoI, from its layers' kernels.
+
+    ``mask_head`` is the model's ``mask_head`` sub-model (``MaskRCNN.find_layer``).
 
     The profiler cannot count them: the mask head runs on as many rows as there are
     detections, a shape known only at run time. 2 FLOPs per multiply-add: a convolution
@@ -57,7 +59,7 @@ def mask_head_gflop_per_roi(keras_model):
     import numpy as np
 
     total = 0
-    for layer in keras_model.layers:
+    for layer in mask_head.layers:
         if layer.name.startswith("mrcnn_mask") and isinstance(layer, keras.layers.Conv2D):
             pixels = layer.input if isinstance(layer, keras.layers.Conv2DTranspose) else layer.output
             total += 2 * int(np.prod(pixels.shape[1:3])) * int(np.prod(layer.kernel.shape))
@@ -74,7 +76,8 @@ def measure(backbone, size, batch, repeats, precision="float32"):
 
     from mrcnn_tf import Config, MaskRCNN
     from mrcnn_tf.data import ShapesConfig
-    from mrcnn_tf.model.inference import mold_inputs
+    from mrcnn_tf.image_meta import compose_image_meta
+    from mrcnn_tf.ops.image import mold_batch
 
     # The ResNets with COCO's 81 classes and the paper's heads; "small" with the CPU-sized
     # heads it is made for (ShapesConfig: 64-channel FPN, 100 proposals, 16 detections).
@@ -85,17 +88,20 @@ def measure(backbone, size, batch, repeats, precision="float32"):
     model = MaskRCNN("inference", config, model_dir="unused")
     images = [np.random.default_rng(i).integers(0, 255, (size, size, 3), dtype=np.uint8)
               for i in range(batch)]
-    molded, metas, _ = mold_inputs(images, config)
-    inputs = {"input_image": tf.constant(molded), "input_image_meta": tf.constant(metas)}
+    molded, info = mold_batch(np.stack(images), [[size, size]] * batch, config.IMAGE_RESIZE_MODE,
+                              config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, mean_pixel=config.MEAN_PIXEL,
+                              pixel_std=config.PIXEL_STD, channel_order=config.INPUT_CHANNEL_ORDER)
+    inputs = {"input_image": molded,
+              "input_image_meta": compose_image_meta(info, np.ones(config.NUM_CLASSES))}
     forward = tf.function(lambda x: model.keras_model(x, training=False), reduce_retracing=True)
     seconds = median_seconds(lambda: tf.nest.map_structure(lambda t: t.numpy(), forward(inputs)), repeats)
 
-    features = keras.Model(model.keras_model.get_layer("input_image").output,
-                           [model.keras_model.get_layer(f"fpn_p{i}").output for i in range(2, 6)])
+    backbone_fpn = model.find_layer("backbone_fpn")  # image -> [P2, ..., P6]; P2..P5 timed
+    features = keras.Model(backbone_fpn.inputs, backbone_fpn.outputs[:4])
     features_fn = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
     features_seconds = median_seconds(lambda: [t.numpy() for t in features_fn(inputs["input_image"])], repeats)
     detections = int((forward(inputs)["detections"][..., 5] > 0).numpy().sum())
-    mask_head = detections * mask_head_gflop_per_roi(model.keras_model)
+    mask_head = detections * mask_head_gflop_per_roi(model.find_layer("mask_head"))
     return {"seconds": seconds, "gflop": graph_gflops(forward.get_concrete_function(inputs)) + mask_head,
             "backbone_seconds": features_seconds,
             "backbone_gflop": graph_gflops(features_fn.get_concrete_function(inputs["input_image"])),

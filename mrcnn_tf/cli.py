@@ -15,7 +15,10 @@ import json
 import os
 import sys
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+from mrcnn_tf.config import BACKBONES
+
+# Files an image folder contributes (--images here; the samples' folders too); all Pillow reads.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class UsageError(Exception):
@@ -24,7 +27,7 @@ class UsageError(Exception):
 
 # ----------------------------------------------------------------- arguments
 def _add_model_args(parser, weights_default):
-    parser.add_argument("--backbone", choices=["small", "resnet50", "resnet101"],
+    parser.add_argument("--backbone", choices=BACKBONES,
                         help="backbone (default: the dataset's config, or config.json beside --weights)")
     parser.add_argument("--weights", default=weights_default,
                         help="'none', 'last' (newest checkpoint in --model-dir), 'imagenet', or a .h5 path")
@@ -212,7 +215,7 @@ def weights_file(weights, model_dir, config_name):
     if weights in (None, "none", "imagenet"):
         return None
     if weights == "last":
-        from mrcnn_tf.model.mask_rcnn import latest_checkpoint
+        from mrcnn_tf.model import latest_checkpoint
 
         try:
             return latest_checkpoint(model_dir, config_name)
@@ -324,7 +327,7 @@ def cmd_detect(args):
     folder = _existing(args.images, "--images")
     files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
     if not files:
-        raise UsageError(f"--images: no JPEG/PNG images in {folder}")
+        raise UsageError(f"--images: no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     model, config = _inference_model(args)
     reader = Dataset()  # only for its robust load_image (EXIF, grey, RGBA, 16-bit)
     for i, name in enumerate(files):

@@ -26,16 +26,16 @@ from types import MappingProxyType
 
 import numpy as np
 
+from mrcnn_tf.image_meta import image_meta_size
+from mrcnn_tf.ops.image import CHANNEL_ORDERS, RESIZE_MODES, SIZE_MULTIPLE
+
 BACKBONES = ("resnet50", "resnet101", "small")
-RESIZE_MODES = ("none", "square", "pad64", "crop")
 HEAD_NORMS = ("batch", "group", "none")
 MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
               "mrcnn_mask_loss")
 # Read-only, so the class default cannot be edited by mistake.
 DEFAULT_LOSS_WEIGHTS = MappingProxyType({name: 1.0 for name in LOSS_NAMES})
-# P6 has stride 64, so a fixed molded side must divide by 64 for the FPN levels to align.
-SIZE_MULTIPLE = 64
 
 
 def _batch_size(c):
@@ -44,21 +44,21 @@ def _batch_size(c):
 
 def _image_shape(c):
     side = c.IMAGE_MIN_DIM if c.IMAGE_RESIZE_MODE == "crop" else c.IMAGE_MAX_DIM
-    if side is None:  # 'none'/'pad64' without IMAGE_MAX_DIM: the molded size varies
+    if side is None or c.IMAGE_RESIZE_MODE == "shortest_edge":  # the molded size varies
         return np.array([None, None, c.IMAGE_CHANNEL_COUNT], dtype=object)
     return np.array([side, side, c.IMAGE_CHANNEL_COUNT], dtype=np.int64)
 
 
 def _image_meta_size(c):
-    # id, original shape, molded shape, window, scale, active class ids (docs/CONTRACTS.md)
-    return 1 + 3 + 3 + 4 + 1 + c.NUM_CLASSES
+    return image_meta_size(c.NUM_CLASSES)
 
 
 # Derived, read-only values: name -> (function of a config or config class, description).
 DERIVED = {
     "BATCH_SIZE": (_batch_size, "Read-only: IMAGES_PER_GPU * GPU_COUNT."),
     "IMAGE_SHAPE": (_image_shape, "Read-only: molded image [h, w, channels], int array "
-                                  "(sides None when 'none'/'pad64' has no IMAGE_MAX_DIM)."),
+                                  "(sides None when they vary: 'shortest_edge', or 'none'/'pad64' "
+                                  "without IMAGE_MAX_DIM)."),
     "IMAGE_META_SIZE": (_image_meta_size, "Read-only: length of the image meta vector."),
 }
 
@@ -131,7 +131,7 @@ _POSITIVE_INTS = (
     "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE", "MASK_HEAD_CHANNELS",
     "RPN_CONV_CHANNELS", "RPN_ANCHOR_STRIDE", "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
     "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "IMAGE_CHANNEL_COUNT",
-    "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE", "MAX_GT_INSTANCES",
+    "TRAIN_ROIS_PER_IMAGE", "IMAGE_PAD_MULTIPLE", "POOL_SIZE", "MASK_POOL_SIZE", "MAX_GT_INSTANCES",
     "DETECTION_MAX_INSTANCES")
 _UNIT_INTERVAL = ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
                   "LEARNING_MOMENTUM")
@@ -170,12 +170,15 @@ class Config:
     POST_NMS_ROIS_INFERENCE = 1000  #: Proposals kept after NMS at inference.
     USE_MINI_MASK = True  #: Store ground-truth masks cropped to their box and resized.
     MINI_MASK_SHAPE = (56, 56)  #: (height, width) of a mini mask.
-    IMAGE_RESIZE_MODE = "square"  #: 'none', 'square', 'pad64' or 'crop'; how images are molded.
-    IMAGE_MIN_DIM = 800  #: Short side is scaled up to at least this; crop size in 'crop' mode.
+    IMAGE_RESIZE_MODE = "square"  #: 'none', 'square', 'pad64', 'crop' or 'shortest_edge' (torchvision's); how images are molded.
+    IMAGE_MIN_DIM = 800  #: Short side is scaled up to at least this ('shortest_edge': to this); crop size in 'crop' mode.
     IMAGE_MAX_DIM = 1024  #: Long side is scaled down to at most this; side in 'square' mode.
-    IMAGE_MIN_SCALE = 0  #: Minimum scale factor applied after IMAGE_MIN_DIM (0: none).
+    IMAGE_MIN_SCALE = 0  #: Minimum scale factor applied after IMAGE_MIN_DIM (0: none; not in 'shortest_edge').
+    IMAGE_PAD_MULTIPLE = 32  #: 'shortest_edge': batches are padded bottom/right to a multiple of this.
     IMAGE_CHANNEL_COUNT = 3  #: Channels of the input images.
-    MEAN_PIXEL = (123.7, 116.8, 103.9)  #: Per-channel mean subtracted from the images.
+    INPUT_CHANNEL_ORDER = "RGB"  #: 'RGB' or 'BGR': the channel order the backbone's weights expect.
+    MEAN_PIXEL = (123.7, 116.8, 103.9)  #: Per-channel mean subtracted from the images (in INPUT_CHANNEL_ORDER).
+    PIXEL_STD = (1.0, 1.0, 1.0)  #: Per-channel divisor after the mean (in INPUT_CHANNEL_ORDER).
     TRAIN_ROIS_PER_IMAGE = 200  #: RoIs sampled per image for the box and mask heads.
     ROI_POSITIVE_RATIO = 0.33  #: Fraction of the sampled RoIs that are positive.
     POOL_SIZE = 7  #: RoIAlign output side for the box head.
@@ -268,6 +271,7 @@ class Config:
         if self.IMAGE_MIN_SCALE is not None:
             _check_real("IMAGE_MIN_SCALE", self.IMAGE_MIN_SCALE, 0.0)
         _check_choice("HEAD_NORM", self.HEAD_NORM, HEAD_NORMS)
+        _check_choice("INPUT_CHANNEL_ORDER", self.INPUT_CHANNEL_ORDER, CHANNEL_ORDERS)
         _check_choice("MIXED_PRECISION", self.MIXED_PRECISION, MIXED_PRECISION_POLICIES)
         backbone = self.BACKBONE
         if not callable(backbone) and not (isinstance(backbone, str) and backbone in BACKBONES):
@@ -297,6 +301,9 @@ class Config:
             if mode == fixed_mode and (value is None or value % SIZE_MULTIPLE):
                 raise ValueError(f"{name} must be a multiple of {SIZE_MULTIPLE} with "
                                  f"IMAGE_RESIZE_MODE={mode!r}, got {value!r}")
+        if mode == "shortest_edge" and (min_dim is None or max_dim is None):
+            raise ValueError(f"IMAGE_RESIZE_MODE 'shortest_edge' needs IMAGE_MIN_DIM and IMAGE_MAX_DIM, "
+                             f"got IMAGE_MIN_DIM={min_dim!r} and IMAGE_MAX_DIM={max_dim!r}")
         if min_dim is not None and max_dim is not None and min_dim > max_dim:
             raise ValueError(f"IMAGE_MIN_DIM must be <= IMAGE_MAX_DIM, got IMAGE_MIN_DIM="
                              f"{min_dim!r} and IMAGE_MAX_DIM={max_dim!r}")
@@ -319,11 +326,14 @@ class Config:
                              f"in both dims, got {self.MASK_SHAPE!r}")
         for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
             _check_seq(name, getattr(self, name), _is_real, "numbers", length=4)
-        mean = self.MEAN_PIXEL
-        if (not isinstance(mean, tuple) or len(mean) != self.IMAGE_CHANNEL_COUNT
-                or not all(_is_real(v) for v in mean)):
-            raise ValueError(f"MEAN_PIXEL must be {self.IMAGE_CHANNEL_COUNT} numbers "
-                             f"(IMAGE_CHANNEL_COUNT), got {mean!r}")
+        for name in ("MEAN_PIXEL", "PIXEL_STD"):
+            value = getattr(self, name)
+            if (not isinstance(value, tuple) or len(value) != self.IMAGE_CHANNEL_COUNT
+                    or not all(_is_real(v) for v in value)):
+                raise ValueError(f"{name} must be {self.IMAGE_CHANNEL_COUNT} numbers "
+                                 f"(IMAGE_CHANNEL_COUNT), got {value!r}")
+        if min(self.PIXEL_STD) <= 0:
+            raise ValueError(f"PIXEL_STD must be positive, got {self.PIXEL_STD!r}")
 
     def _validate_loss_weights(self):
         weights = self.LOSS_WEIGHTS

@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mrcnn_tf.data.transforms import extract_bboxes
+from mrcnn_tf.data.targets import extract_bboxes
 
 UNMATCHED = -1  # in gt_match / pred_match: no partner
 IGNORED = -2    # in pred_match: the prediction lies on a crowd region
@@ -319,11 +319,13 @@ def build_coco_ground_truth(dataset, image_ids=None):
 def detections_to_coco(results, image_ids):
     """COCO result dicts (bbox [x, y, w, h], score, category_id, RLE
     segmentation) of ``model.detect`` outputs, ``results[k]`` for image
-    ``image_ids[k]``."""
+    ``image_ids[k]``. Boxes are the unrounded float ``boxes`` (``rois``, the
+    rounded ones, for results that have no ``boxes``)."""
     coco_results = []
     for image_id, r in zip(image_ids, results):
         masks = np.asarray(r["masks"], bool)
-        for k, (y1, x1, y2, x2) in enumerate(np.asarray(r["rois"]).reshape(-1, 4)):
+        boxes = np.asarray(r["boxes"] if "boxes" in r else r["rois"], np.float64).reshape(-1, 4)
+        for k, (y1, x1, y2, x2) in enumerate(boxes):
             coco_results.append({
                 "image_id": int(image_id), "category_id": int(r["class_ids"][k]),
                 "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],

@@ -18,8 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from skimage.measure import find_contours
 
-# ITU-R BT.709 luma weights, as skimage.color.rgb2gray.
-LUMA_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
+from mrcnn_tf.ops.image import LUMA_WEIGHTS
+
 IMAGE_MARGIN = 10  # pixels of blank around the image so edge boxes show whole
 
 
@@ -240,7 +240,7 @@ def color_splash(image, masks):
         image: uint8 [H, W, 3]. masks: bool [H, W, N] (N may be 0).
     Returns:
         uint8 [H, W, 3]: original pixels inside the union of the masks,
-        grey (R == G == B, BT.709 luma) elsewhere.
+        grey (R == G == B, the BT.601 luma of ``LUMA_WEIGHTS``) elsewhere.
     """
     image = np.asarray(image)
     masks = np.asarray(masks, bool)
@@ -250,3 +250,23 @@ def color_splash(image, masks):
     grey = np.repeat(luma[:, :, None], 3, axis=2).astype(np.uint8)
     keep = masks.any(axis=2, keepdims=True)
     return np.where(keep, image[..., :3], grey).astype(np.uint8)
+
+
+def draw_detections(image, result, colors=None):
+    """uint8 [H, W, 3] with each instance's mask tinted and its box outlined."""
+    canvas = image.copy()
+    count = len(result["class_ids"])
+    colors = colors or random_colors(max(count, 1))
+    for i in range(count):
+        color = colors[i % len(colors)]
+        canvas = apply_mask(canvas, result["masks"][:, :, i], color)
+        y1, x1, y2, x2 = (int(v) for v in result["rois"][i])
+        # The outline runs on the box's first and last pixel rows/columns (y2, x2 exclusive).
+        y1, x1 = max(y1, 0), max(x1, 0)
+        y2, x2 = min(y2, image.shape[0]) - 1, min(x2, image.shape[1]) - 1
+        if y2 < y1 or x2 < x1:
+            continue
+        rgb = (np.array(color) * 255).astype(np.uint8)
+        canvas[y1, x1:x2 + 1] = canvas[y2, x1:x2 + 1] = rgb
+        canvas[y1:y2 + 1, x1] = canvas[y1:y2 + 1, x2] = rgb
+    return canvas

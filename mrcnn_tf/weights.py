@@ -3,8 +3,11 @@
 The classic layout (Keras 2 ``save_weights`` to ``.h5``, and so every
 existing ``mask_rcnn_*.h5``): the root attribute ``layer_names`` lists the
 layers; each has a group with the attribute ``weight_names``
-(``"<sublayer>/<variable>:0"``) and one dataset per name. Nested models
-such as ``rpn_model`` are one group holding their sublayers' weights.
+(``"<sublayer>/<variable>:0"``) and one dataset per name. The nested
+``rpn_model`` is one group holding its sublayers' weights; the sub-models
+the classic layout predates (:data:`FLATTENED_MODELS`: ``backbone_fpn``,
+``box_head``, ``mask_head``) are opened up, their layers being top-level
+groups (``conv1``, ``fpn_c5p5``, ``mrcnn_mask``) as in the classic files.
 
 Loading by name lets a training-mode checkpoint load into the inference
 graph (different layer sets), and lets old files load into this model.
@@ -40,8 +43,23 @@ class LoadReport:
         return summary
 
 
+# Sub-models (mrcnn_tf.modeling.mask_rcnn.build_submodels) whose layers the classic layout
+# lists one by one: the classic model had them inline. Any other nested model
+# (rpn_model, a Keras Applications backbone inside backbone_fpn) is one group.
+FLATTENED_MODELS = ("backbone_fpn", "box_head", "mask_head")
+
+
+def _classic_layers(keras_model):
+    """Layers as the classic layout lists them: :data:`FLATTENED_MODELS` opened up, recursively."""
+    for layer in keras_model.layers:
+        if layer.name in FLATTENED_MODELS and hasattr(layer, "layers"):
+            yield from _classic_layers(layer)
+        else:
+            yield layer
+
+
 def _weighted_layers(keras_model):
-    return [layer for layer in keras_model.layers if layer.weights]
+    return [layer for layer in _classic_layers(keras_model) if layer.weights]
 
 
 def _weight_key(variable):

@@ -31,11 +31,6 @@ TRAIN_IMAGES, VAL_IMAGES = (8, 4) if TINY else (500, 50)
 EPOCHS = 1 if TINY else 6                         # demo / inspect_model training
 STEPS_PER_EPOCH = 2 if TINY else 100
 LOG_IMAGES = 0 if TINY else 2                     # validation pictures in TensorBoard each epoch
-# Narrow heads and few RoIs when tiny; the full run keeps ShapesConfig's values.
-OVERRIDES = dict(IMAGES_PER_GPU=2, RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32,
-                 RPN_CONV_CHANNELS=64, FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32,
-                 POST_NMS_ROIS_TRAINING=64, POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16,
-                 DETECTION_MIN_CONFIDENCE=0.3, VALIDATION_STEPS=1) if TINY else {}
 print(f"TINY={TINY} SIZE={SIZE}")'''
 
 IMPORTS = '''import numpy as np
@@ -46,10 +41,17 @@ from IPython.display import display
 
 keras.utils.set_random_seed(0)'''
 
-SHAPES = '''from mrcnn_tf import MaskRCNN, DataGenerator
-from mrcnn_tf.data import ShapesConfig, ShapesDataset
+SHAPES = '''from mrcnn_tf import MaskRCNN, DataGenerator, presets
+from mrcnn_tf.data import ShapesDataset
 
-config = ShapesConfig(IMAGE_MIN_DIM=SIZE, IMAGE_MAX_DIM=SIZE, STEPS_PER_EPOCH=STEPS_PER_EPOCH, **OVERRIDES)
+# Tiny: presets.tiny's narrow heads and few RoIs, with a batch of 2, ShapesConfig's 16 detections
+# and a confidence the briefly trained model reaches. The full run keeps ShapesConfig's values.
+if TINY:
+    config = presets.shapes(**presets.tiny(SIZE, STEPS_PER_EPOCH=STEPS_PER_EPOCH, IMAGES_PER_GPU=2,
+                                           DETECTION_MAX_INSTANCES=16, DETECTION_MIN_CONFIDENCE=0.3))
+else:
+    config = presets.shapes(IMAGE_MIN_DIM=SIZE, IMAGE_MAX_DIM=SIZE, STEPS_PER_EPOCH=STEPS_PER_EPOCH)
+
 train_set, val_set = ShapesDataset(), ShapesDataset()
 train_set.load_shapes(TRAIN_IMAGES, SIZE, SIZE, seed=0)
 val_set.load_shapes(VAL_IMAGES, SIZE, SIZE, seed=1)
@@ -73,7 +75,7 @@ NOTEBOOKS = {
                           "without it (and always when `MRCNN_TINY=1`), with a quickly trained one."),
         *preamble(),
         new_code_cell(SHAPES),
-        new_code_cell('''from mrcnn_tf.model.mask_rcnn import latest_checkpoint
+        new_code_cell('''from mrcnn_tf.model import latest_checkpoint
 
 main_job = os.path.join("..", "outputs", "shapes", "logs")  # relative to notebooks/
 checkpoint = None
@@ -168,11 +170,11 @@ print("boxes", boxes.tolist())
 for fig in (display_top_masks(image, masks, class_ids, train_set.class_names),
             display_instances(image, boxes, masks, class_ids, train_set.class_names, figsize=(4, 4))):
     display(fig); plt.close(fig)'''),
-        new_code_cell('''from mrcnn_tf.data import expand_mask, minimize_mask
+        new_code_cell('''from mrcnn_tf.ops.masks import crop_masks, expand_masks
 
-# Mini masks: each mask cropped to its box and resized to MINI_MASK_SHAPE, and back.
-mini = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
-restored = expand_mask(boxes, mini, image.shape)
+# Mini masks: each mask sampled at MINI_MASK_SHAPE cell centres in its box, and pasted back.
+mini = crop_masks(masks, boxes, config.MINI_MASK_SHAPE).numpy()
+restored = expand_masks(mini, boxes, image.shape[:2]).numpy()
 iou = [(m & r).sum() / max((m | r).sum(), 1) for m, r in zip(np.moveaxis(masks, -1, 0),
                                                              np.moveaxis(restored, -1, 0))]
 print("mini masks", mini.shape, "| IoU with the original after the round trip:", np.round(iou, 3))
@@ -181,24 +183,30 @@ for ax, picture, title in zip(axes, (masks[..., 0], mini[..., 0], restored[..., 
                               ("mask", f"mini mask {mini.shape[:2]}", "expanded back")):
     ax.imshow(picture, cmap="gray"); ax.set_title(title); ax.axis("off")
 display(fig); plt.close(fig)'''),
-        new_code_cell('''from mrcnn_tf.data import resize_image
+        new_code_cell('''from mrcnn_tf.ops.image import RESIZE_MODES, random_crop_offset, resize_image, scaled_size
 
 wide = np.concatenate([image, image], axis=1)  # a 1:2 image shows how the modes differ
-fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-for ax, mode in zip(axes, ("none", "square", "pad64", "crop")):
-    resized, window, scale, padding, crop = resize_image(wide, min_dim=SIZE, max_dim=SIZE, mode=mode,
-                                                         rng=np.random.default_rng(0))
-    print(f"{mode:7s} {wide.shape} -> {resized.shape} window={window} scale={scale:.3f} crop={crop}")
-    ax.imshow(resized); ax.set_title(f"{mode} {resized.shape[:2]}")
+fig, axes = plt.subplots(1, len(RESIZE_MODES), figsize=(3 * len(RESIZE_MODES), 3))
+for ax, mode in zip(axes, RESIZE_MODES):
+    crop_yx = None
+    if mode == "crop":  # training crops the scaled image at a random offset
+        _, height, width = scaled_size(wide.shape[0], wide.shape[1], mode, min_dim=SIZE)
+        crop_yx = random_crop_offset((int(height), int(width)), SIZE, np.random.default_rng(0))
+    out = resize_image(wide, mode, min_dim=SIZE, max_dim=SIZE, crop_yx=crop_yx)
+    resized = out["image"].numpy()  # float pixel values, padding black
+    print(f"{mode:13s} {wide.shape} -> {resized.shape} window={out['window'].numpy().tolist()} "
+          f"scale={np.round(out['scale'].numpy(), 3).tolist()} crop={out['crop'].numpy().tolist()}")
+    ax.imshow(resized / 255); ax.set_title(f"{mode} {resized.shape[:2]}")
 display(fig); plt.close(fig)'''),
-        new_code_cell('''from mrcnn_tf.data import unmold_image
+        new_code_cell('''from mrcnn_tf.ops.image import denormalize
 from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
 from mrcnn_tf.ops.boxes import decode_boxes
 from mrcnn_tf.visualize import draw_boxes
 
 # The RPN targets of the first image of a training batch (no augmentation, no shuffling).
 batch = DataGenerator(train_set, config, shuffle=False, seed=0)[0]
-molded = unmold_image(batch["input_image"][0], config.MEAN_PIXEL)
+molded = denormalize(batch["input_image"][0], config.MEAN_PIXEL, config.PIXEL_STD,
+                     config.INPUT_CHANNEL_ORDER).numpy()  # uint8 RGB again
 anchors = pyramid_anchors_for_image(molded.shape[:2], config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                     config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, normalized=False)
 match = batch["input_rpn_match"][0, :, 0]
@@ -239,10 +247,16 @@ else:  # a quickly trained model (every layer, from scratch), its weights in the
     trainer.train(train_set, None, config.LEARNING_RATE, epochs=EPOCHS, layers="all", verbose=0)
     model.load_weights(trainer.find_last())
 
-from mrcnn_tf.model.inference import mold_inputs
+from mrcnn_tf.image_meta import compose_image_meta
+from mrcnn_tf.ops.image import inference_resize_mode, mold_batch
 
+# detect()'s pre-processing by hand: resize, pad and normalise (ops/image.py), then the meta vector.
 image = val_set.load_image(0)
-molded, metas, windows = mold_inputs([image], config)
+molded, info = mold_batch(image[None], [image.shape[:2]], inference_resize_mode(config.IMAGE_RESIZE_MODE),
+                          config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE,
+                          config.MEAN_PIXEL, config.PIXEL_STD, config.INPUT_CHANNEL_ORDER,
+                          config.IMAGE_PAD_MULTIPLE)
+molded, metas = molded.numpy(), compose_image_meta(info, np.ones([config.NUM_CLASSES])).numpy()
 out = model.keras_model.predict({"input_image": molded, "input_image_meta": metas}, verbose=0)
 {name: value.shape for name, value in out.items()}'''),
         new_markdown_cell("## RPN: anchor scores and the proposals before and after NMS\n\n"
@@ -271,16 +285,15 @@ draw_boxes(image, boxes=out["anchors"][0, order[:10]] * scale, refined_boxes=ref
            ax=axes[0], title="top 10 anchors, refined (before NMS)")
 draw_boxes(image, boxes=proposals[:10] * scale, ax=axes[1], title="first 10 proposals (after NMS)")
 display(fig); plt.close(fig)'''),
-        new_markdown_cell("## RoIAlign on an FPN level\n\nA sub-model up to `fpn_p2` (stride 4) gives the "
-                          "feature map; `mrcnn_tf.ops.roi_align` pools the first proposals from it, in P2's "
-                          "own pixel coordinates."),
+        new_markdown_cell("## RoIAlign on an FPN level\n\nThe model's `backbone_fpn` sub-model (image -> "
+                          "P2..P6) gives the feature maps; `mrcnn_tf.ops.roi_align` pools the first proposals "
+                          "from P2 (stride 4), in P2's own pixel coordinates."),
         new_code_cell('''import tensorflow as tf
 from mrcnn_tf.ops import roi_align
 
 levels = ["fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5"]
-features = keras.Model(model.keras_model.input["input_image"],
-                       [model.keras_model.get_layer(name).output for name in levels])
-maps = dict(zip(levels, features.predict(molded, verbose=0)))
+features = model.find_layer("backbone_fpn")  # image -> [P2, ..., P6]: the backbone and FPN weights
+maps = dict(zip(levels, features.predict(molded, verbose=0)))  # P6 left out
 p2 = maps["fpn_p2"]
 stride = SIZE / p2.shape[1]
 crops = roi_align(p2, proposals[:4] * SIZE / stride, tf.zeros(4, tf.int32), config.POOL_SIZE).numpy()
@@ -317,7 +330,7 @@ for ax, (name, value) in zip(axes, maps.items()):
 display(fig); plt.close(fig)'''),
         new_code_cell('''fig, axes = plt.subplots(1, 3, figsize=(9, 2.5))
 for ax, name in zip(axes, ("small_stem_conv", "fpn_p2", "mrcnn_mask")):
-    weights = model.keras_model.get_layer(name).weights[0].numpy().ravel()
+    weights = model.find_layer(name).weights[0].numpy().ravel()  # inside backbone_fpn, mask_head
     ax.hist(weights, bins=40); ax.set_title(f"{name} ({weights.size} weights)", fontsize=9)
 display(fig); plt.close(fig)'''),
     ],

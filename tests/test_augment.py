@@ -6,7 +6,7 @@ import pytest
 from mrcnn_tf.data.augment import (ColorJitter, Compose, HorizontalFlip, RandomCrop, Rotate90,
                                    ScaleJitter, VerticalFlip, default_augmentation,
                                    from_albumentations)
-from mrcnn_tf.data.transforms import extract_bboxes
+from mrcnn_tf.data.targets import extract_bboxes
 
 H, W = 20, 30
 # Two instances: boxes (y1, x1, y2, x2) = (2, 3, 9, 12) and (12, 20, 18, 27).

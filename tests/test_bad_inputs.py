@@ -13,7 +13,7 @@ from PIL import Image
 from mrcnn_tf import DataGenerator, Dataset, MaskRCNN
 from mrcnn_tf.data import AnnotationFormatError, CocoDataset, ImageLoadError, ShapesDataset, ViaDataset
 from mrcnn_tf.layers import DetectionTargetLayer, ProposalLayer
-from mrcnn_tf.losses import LOSS_NAMES
+from mrcnn_tf.config import LOSS_NAMES
 from mrcnn_tf.ops.boxes import box_iou, encode_boxes
 from mrcnn_tf.ops.roi_align import roi_align
 from test_model import TinyConfig

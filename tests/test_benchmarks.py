@@ -75,3 +75,14 @@ def test_data_pipeline_benchmark_compares_with_training():
         rate, ratio = figure(row["images/s"]), figure(row["vs training"])
         assert ratio == pytest.approx(rate / 20.0, abs=0.06)
         assert row[">= 3x"] == ("yes" if rate / 20.0 >= 3 else "no")
+
+
+@pytest.mark.slow
+def test_detect_benchmark_prints_each_part_and_detect():
+    title, rows = table(run_quick("detect.py"), "detect(), median seconds")
+    assert "480x640 (HxW)" in title, title
+    for stage in ("pre-processing", "graph", "post-processing", "mask pasting (in post)",
+                  "conversion to dicts", "detect() end to end", "detections", "box Mpixels pasted"):
+        row = rows[stage]
+        assert (row["backbone"], row["size"], row["batch"]) == ("small", "256", "1")
+        figure(row["new s"])

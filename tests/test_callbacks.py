@@ -1,4 +1,4 @@
-"""Training safety nets: TensorBoard images, weight copies, early checks, skipped files.
+"""Training safety nets: TensorBoard images, early checks, skipped files.
 
 The NaN guard's end-to-end test is in test_reliability.py.
 """
@@ -16,10 +16,10 @@ from PIL import Image
 
 from mrcnn_tf import DataGenerator, Dataset, MaskRCNN
 from mrcnn_tf.data import ImageLoadError
-from mrcnn_tf.data.validation import validate_image
-from mrcnn_tf.model import callbacks
-from mrcnn_tf.model.callbacks import (ModelDirError, NaNGuard, NonFiniteLossError, TensorBoardImages,
-                                      check_writable_model_dir, copy_weights_by_name, draw_detections)
+from mrcnn_tf.training import callbacks, checkpoint
+from mrcnn_tf.training.callbacks import NaNGuard, NonFiniteLossError, TensorBoardImages
+from mrcnn_tf.training.checkpoint import ModelDirError, check_writable_model_dir
+from mrcnn_tf.visualize import draw_detections
 from test_model import TinyConfig, shapes
 
 
@@ -49,16 +49,15 @@ def test_draw_detections_tints_masks_and_outlines_boxes():
     assert (image == 100).all()  # input untouched
 
 
-def test_copy_weights_by_name_between_modes(tmp_path):
-    trainer = MaskRCNN("training", TinyConfig(), tmp_path)
-    detector = MaskRCNN("inference", TinyConfig(), tmp_path)
-    kernel = trainer.keras_model.get_layer("mrcnn_mask_conv1").weights[0]
-    kernel.assign(np.full(kernel.shape, 0.25, np.float32))
-    copied = copy_weights_by_name(trainer.keras_model, detector.keras_model)
-    shared = {l.name for l in trainer.keras_model.layers if l.weights} & \
-        {l.name for l in detector.keras_model.layers if l.weights}
-    assert copied == len(shared) > 20
-    assert (detector.keras_model.get_layer("mrcnn_mask_conv1").weights[0].numpy() == 0.25).all()
+def test_callbacks_do_not_import_the_model_module():
+    """callbacks.py imports no part of mask_rcnn (which imports it): no cycle, no deferred import."""
+    import ast
+
+    tree = ast.parse(open(callbacks.__file__, encoding="utf-8").read())
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert not [name for name in imported if name in ("mrcnn_tf", "mrcnn_tf.model")
+                or name.startswith("mrcnn_tf.model")], imported
 
 
 def test_detect_rejects_nan_pixels(tmp_path):
@@ -167,41 +166,34 @@ def test_nan_guard_names_epoch_step_and_images(tmp_path):
     assert guard.model.stop_training
 
 
-@pytest.mark.slow
-def test_tensorboard_images_every_other_epoch_with_a_custom_builder(tmp_path):
-    config = TinyConfig(IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
-    trainer = MaskRCNN("training", config, tmp_path)
-    built = []
+def test_tensorboard_images_every_other_epoch_with_the_given_detector(tmp_path):
+    config = TinyConfig(IMAGES_PER_GPU=1)
+    dataset = shapes(3, seed=0)
+    calls = []
 
-    def builder(cfg):
-        built.append(MaskRCNN("inference", cfg, tmp_path))
-        return built[-1]
+    class Detector:  # one box and mask per image, recording what it was asked
+        def detect(self, images):
+            calls.append(len(images))
+            masks = np.zeros(images[0].shape[:2] + (1,), bool)
+            masks[10:20, 10:20] = True
+            return [{"rois": np.array([[10, 10, 20, 20]]), "masks": masks, "class_ids": np.array([1])}
+                    for _ in images]
 
-    callback = TensorBoardImages(shapes(3, seed=0), config, str(tmp_path), every=2, max_images=1,
-                                 inference_builder=builder)
-    callback.set_model(trainer.keras_model)
+    callback = TensorBoardImages(dataset, config, str(tmp_path), every=2, max_images=1, detector=Detector())
     callback.on_epoch_end(0)
-    assert not built and not (tmp_path / "validation_images").exists()
-    kernel = trainer.keras_model.get_layer("mrcnn_mask").weights[0]
-    kernel.assign(np.full(kernel.shape, 0.125, np.float32))
+    assert not calls and not (tmp_path / "validation_images").exists()
     callback.on_epoch_end(1)
     callback.on_epoch_end(3)
     callback.on_train_end()
-    assert len(built) == 1  # built once, lazily
-    assert (built[0].keras_model.get_layer("mrcnn_mask").weights[0].numpy() == 0.125).all()
+    assert calls == [1, 1]
     events = glob.glob(str(tmp_path / "validation_images" / "events.*"))
     steps = sorted(event.step for path in events for event in tf.compat.v1.train.summary_iterator(path)
                    if any(value.tag == "image_0" for value in event.summary.value))
     assert steps == [2, 4]
     with pytest.raises(ValueError, match="every and max_images must be >= 1"):
-        TensorBoardImages(shapes(1, seed=0), config, str(tmp_path), every=0)
-
-
-def test_copy_weights_by_name_names_a_mismatched_layer(tmp_path):
-    small = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="head")])
-    large = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5, name="head")])
-    with pytest.raises(ValueError, match="layer 'head'"):
-        copy_weights_by_name(small, large)
+        TensorBoardImages(dataset, config, str(tmp_path), every=0, detector=Detector())
+    with pytest.raises(TypeError, match="detector must have a detect"):
+        TensorBoardImages(dataset, config, str(tmp_path), detector=object())
 
 
 def test_writable_model_dir_is_created_and_left_clean(tmp_path):
@@ -225,7 +217,7 @@ def test_failed_write_probe_is_explained(tmp_path, monkeypatch, code, reason):
     def refuse(directory):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(callbacks, "_write_probe", refuse)
+    monkeypatch.setattr(checkpoint, "_write_probe", refuse)
     with pytest.raises(ModelDirError, match=f"model_dir cannot hold checkpoints: {reason}") as error:
         check_writable_model_dir(str(tmp_path))
     assert error.value.errno == code and str(tmp_path) in str(error.value)
@@ -235,24 +227,3 @@ def test_too_little_free_space_fails_early(tmp_path):
     with pytest.raises(ModelDirError, match="the disk is full; only .* bytes free"):
         check_writable_model_dir(str(tmp_path), min_free_bytes=2 ** 62)
     check_writable_model_dir(str(tmp_path), min_free_bytes=1)
-
-
-@pytest.mark.parametrize("image, error, message", [
-    (np.full((4, 4, 3), np.nan, np.float32), ValueError, r"photo has NaN or Inf pixels \(48 values, first at row 0"),
-    (np.pad(np.zeros((2, 2, 3)), [(0, 0), (0, 1), (0, 0)], constant_values=np.inf), ValueError,
-     r"photo has NaN or Inf pixels \(6 values, first at row 0, column 2"),
-    (np.zeros((4, 4), np.uint8), ValueError, r"photo must be an RGB image \[H, W, 3\], got shape \(4, 4\)"),
-    (np.zeros((4, 4, 4), np.uint8), ValueError, r"got shape \(4, 4, 4\)"),
-    (np.zeros((0, 4, 3), np.uint8), ValueError, "photo is empty"),
-    (np.zeros((4, 4, 3), bool), TypeError, "dtype bool"),
-    (np.full((4, 4, 3), "a"), TypeError, "dtype <U1"),
-], ids=["nan", "inf", "grey_2d", "rgba", "empty", "bool", "strings"])
-def test_validate_image_names_the_image(image, error, message):
-    with pytest.raises(error, match=message):
-        validate_image(image, "photo")
-
-
-def test_validate_image_passes_good_images_through():
-    image = np.full((5, 6, 3), 255.0, np.float64)
-    assert validate_image(image) is image
-    assert validate_image([[[1, 2, 3]]]).shape == (1, 1, 3)

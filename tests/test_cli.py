@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mrcnn_tf import presets
 from mrcnn_tf.cli import build_parser, main
 
-TINY = ["--set", "IMAGES_PER_GPU=1", "--set", "IMAGE_MIN_DIM=64", "--set", "IMAGE_MAX_DIM=64",
-        "--set", "STEPS_PER_EPOCH=2", "--set", "VALIDATION_STEPS=1", "--set", "POST_NMS_ROIS_INFERENCE=32",
-        "--set", "DETECTION_MIN_CONFIDENCE=0.0", "--set", "DETECTION_MAX_INSTANCES=4"]
+# presets.tiny as --set KEY=JSON pairs; DETECTION_MIN_CONFIDENCE=0: an untrained model detects.
+TINY = [arg for key, value in presets.tiny(64, IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0,
+                                            DETECTION_MAX_INSTANCES=4).items()
+        for arg in ("--set", f"{key}={json.dumps(value)}")]
 
 
 def run_module(*args):

@@ -19,7 +19,8 @@ EXPECTED_DEFAULTS = {
     "RPN_TRAIN_ANCHORS_PER_IMAGE": 256, "PRE_NMS_LIMIT": 6000, "POST_NMS_ROIS_TRAINING": 2000,
     "POST_NMS_ROIS_INFERENCE": 1000, "USE_MINI_MASK": True, "MINI_MASK_SHAPE": (56, 56),
     "IMAGE_RESIZE_MODE": "square", "IMAGE_MIN_DIM": 800, "IMAGE_MAX_DIM": 1024,
-    "IMAGE_MIN_SCALE": 0, "IMAGE_CHANNEL_COUNT": 3, "MEAN_PIXEL": (123.7, 116.8, 103.9),
+    "IMAGE_MIN_SCALE": 0, "IMAGE_PAD_MULTIPLE": 32, "IMAGE_CHANNEL_COUNT": 3,
+    "INPUT_CHANNEL_ORDER": "RGB", "MEAN_PIXEL": (123.7, 116.8, 103.9), "PIXEL_STD": (1.0, 1.0, 1.0),
     "TRAIN_ROIS_PER_IMAGE": 200, "ROI_POSITIVE_RATIO": 0.33, "POOL_SIZE": 7,
     "MASK_POOL_SIZE": 14, "MASK_SHAPE": (28, 28), "MAX_GT_INSTANCES": 100,
     "RPN_BBOX_STD_DEV": (0.1, 0.1, 0.2, 0.2), "BBOX_STD_DEV": (0.1, 0.1, 0.2, 0.2),
@@ -72,7 +73,7 @@ def test_derived_values_follow_edits():
     assert config.IMAGE_META_SIZE == 16
     np.testing.assert_array_equal(config.IMAGE_SHAPE, [512, 512, 3])
     config.IMAGE_RESIZE_MODE, config.IMAGE_MIN_DIM = "crop", 256
-    config.IMAGE_CHANNEL_COUNT, config.MEAN_PIXEL = 1, (100.0,)
+    config.IMAGE_CHANNEL_COUNT, config.MEAN_PIXEL, config.PIXEL_STD = 1, (100.0,), (1.0,)
     config.validate()
     np.testing.assert_array_equal(config.IMAGE_SHAPE, [256, 256, 1])
 
@@ -253,6 +254,9 @@ def test_invalid_loss_weights(weights, quoted):
     ({"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": None}, "IMAGE_MIN_DIM"),
     ({"MASK_POOL_SIZE": 7}, "MASK_POOL_SIZE"),
     ({"IMAGE_CHANNEL_COUNT": 4}, "MEAN_PIXEL"),
+    ({"PIXEL_STD": (1.0, 0.0, 1.0)}, "PIXEL_STD"),
+    ({"INPUT_CHANNEL_ORDER": "RGBA"}, "INPUT_CHANNEL_ORDER"),
+    ({"IMAGE_RESIZE_MODE": "shortest_edge", "IMAGE_MAX_DIM": None}, "IMAGE_MAX_DIM"),
     ({"BACKBONE_STRIDES": (4, 8, 16, 32)}, "RPN_ANCHOR_SCALES"),
 ])
 def test_invalid_combinations(overrides, name):
@@ -267,7 +271,7 @@ def test_invalid_combinations(overrides, name):
     {"IMAGE_RESIZE_MODE": "none", "IMAGE_MAX_DIM": 1000},
     {"IMAGE_RESIZE_MODE": "crop", "IMAGE_MIN_DIM": 512, "IMAGE_MAX_DIM": None},
     {"ROI_POSITIVE_RATIO": 1.0, "DETECTION_MIN_CONFIDENCE": 0.0, "RPN_NMS_THRESHOLD": 1.0},
-    {"IMAGE_CHANNEL_COUNT": 1, "MEAN_PIXEL": (127.5,)},
+    {"IMAGE_CHANNEL_COUNT": 1, "MEAN_PIXEL": (127.5,), "PIXEL_STD": (1.0,)},
     {"LOSS_WEIGHTS": {"mrcnn_mask_loss": 0}},
 ])
 def test_valid_edge_cases(overrides):

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 
 from mrcnn_tf import DataGenerator, MaskRCNN
-from mrcnn_tf.model.callbacks import GeneratorEpoch
+from mrcnn_tf.training.callbacks import GeneratorEpoch
 from test_model import TinyConfig as ModelTestConfig, shapes
 
 

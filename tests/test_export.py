@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf import Config, MaskRCNN
-from mrcnn_tf.data.transforms import resize_image, unmold_mask
+from mrcnn_tf import Config, MaskRCNN, presets
 from mrcnn_tf.export import export_saved_model
-from mrcnn_tf.export.signatures import paste_masks, resize_and_pad
-from mrcnn_tf.model.inference import mold_inputs
+from mrcnn_tf.image_meta import compose_image_meta
+from mrcnn_tf.ops.image import mold_batch
 from loopback import post, rest_server
 
 OUTPUT_DTYPES = {"num_detections": "DT_INT32", "detection_boxes": "DT_FLOAT",
@@ -23,23 +22,11 @@ OUTPUT_DTYPES = {"num_detections": "DT_INT32", "detection_boxes": "DT_FLOAT",
                  "detection_masks": "DT_UINT8", "image_sizes": "DT_INT32"}
 
 
-class TinyConfig(Config):
-    NAME = "tiny"
-    NUM_CLASSES = 4
-    BACKBONE = "small"
-    IMAGE_MIN_DIM = 128
-    IMAGE_MAX_DIM = 128
-    IMAGES_PER_GPU = 1
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_CHANNELS = 64
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CHANNELS = 32
-    PRE_NMS_LIMIT = 500
-    POST_NMS_ROIS_INFERENCE = 50
-    DETECTION_MAX_INSTANCES = 10
-    DETECTION_MIN_CONFIDENCE = 0.0
-    MEAN_PIXEL = (128, 128, 128)
+# presets.tiny at 128 px, with what these tests count on: 4 classes, 2 images per batch,
+# 10 detections, every detection kept, and a fixed mean pixel.
+TinyConfig = type("TinyConfig", (Config,), presets.tiny(
+    128, NAME="tiny", NUM_CLASSES=4, BACKBONE="small", IMAGES_PER_GPU=2, DETECTION_MAX_INSTANCES=10,
+    DETECTION_MIN_CONFIDENCE=0.0, MEAN_PIXEL=(128, 128, 128)))
 
 
 def _images():
@@ -54,7 +41,7 @@ def _png(image):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """(model, export version dir, images, detect() results), built once."""
+    """(model, export version dir, images, detect() results of the two in one batch), built once."""
     keras.utils.set_random_seed(3)
     base = tmp_path_factory.mktemp("export")
     model = MaskRCNN("inference", TinyConfig(), model_dir=str(base / "logs"))
@@ -64,54 +51,23 @@ def exported(tmp_path_factory):
 
 
 def _assert_matches_detect(outputs, index, reference):
-    """One image's served outputs (numpy dict, batch axis kept) vs detect()'s dict."""
+    """One image's served outputs (numpy dict, batch axis kept) are detect()'s dict, to the bit."""
     count = int(outputs["num_detections"][index])
-    assert count == len(reference["scores"]) > 0
+    assert count == len(reference["scores"])
     height, width = outputs["image_sizes"][index]
     assert (height, width) == reference["masks"].shape[:2]
-    np.testing.assert_allclose(outputs["detection_boxes"][index, :count], reference["rois"], atol=1.0)
+    np.testing.assert_array_equal(outputs["detection_boxes"][index, :count], reference["boxes"])
+    np.testing.assert_array_equal(np.round(reference["boxes"]).astype(np.int32), reference["rois"])
     np.testing.assert_array_equal(outputs["detection_classes"][index, :count], reference["class_ids"])
-    np.testing.assert_allclose(outputs["detection_scores"][index, :count], reference["scores"], atol=1e-4)
-    masks = outputs["detection_masks"][index, :count, :height, :width].astype(bool)
-    assert not outputs["detection_masks"][index, :count, height:].any()   # padding is empty
-    assert not outputs["detection_masks"][index, :count, :, width:].any()
+    np.testing.assert_array_equal(outputs["detection_scores"][index, :count], reference["scores"])
+    masks = outputs["detection_masks"][index, :count]
+    np.testing.assert_array_equal(masks[:, :height, :width].astype(bool),
+                                  np.moveaxis(reference["masks"], -1, 0))
+    assert not masks[:, height:].any() and not masks[:, :, width:].any()  # padding is empty
     assert not outputs["detection_scores"][index, count:].any()           # padded rows are zeros
-    for i in range(count):
-        expected = reference["masks"][:, :, i]
-        union = (masks[i] | expected).sum()
-        if expected.sum() > 0:
-            assert (masks[i] & expected).sum() / union >= 0.99, f"mask {i} of image {index}"
 
 
 # ------------------------------------------------------------- fast, no model
-@pytest.mark.parametrize("mode", ["square", "pad64", "none"])
-@pytest.mark.parametrize("size", [(100, 150), (128, 96), (37, 201), (300, 20), (128, 128), (1, 1)])
-def test_in_graph_resize_matches_resize_image(mode, size):
-    image = np.random.default_rng(sum(size)).integers(0, 256, size + (3,), dtype=np.uint8)
-    expected, window, scale, _, _ = resize_image(image, min_dim=64, max_dim=128, mode=mode)
-    molded, graph_window, graph_scale = resize_and_pad(tf.constant(image), mode, 64, 128, 0)
-    np.testing.assert_array_equal(graph_window.numpy(), window)
-    assert graph_scale.numpy() == pytest.approx(scale, rel=1e-6)
-    diff = np.abs(molded.numpy() - expected.astype(np.float32))
-    # float64 in both; only exact .5 ties may round differently.
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
-
-
-def test_paste_masks_matches_unmold_mask():
-    rng = np.random.default_rng(0)
-    sizes = np.array([[40, 60], [25, 33]], np.int32)
-    probs = rng.random((2, 5, 28, 28)).astype(np.float32)
-    boxes = np.array([[[5.3, 7.7, 30.2, 41.9], [-4, -6, 12.5, 70], [10, 10, 10, 20],
-                       [0, 0, 40, 60], [38.6, 58.2, 45.0, 64.0]]] * 2, np.float32)
-    pasted = paste_masks(tf.constant(probs), tf.constant(boxes), tf.constant(sizes)).numpy()
-    assert pasted.shape == (2, 5, 40, 60) and pasted.dtype == np.uint8
-    for b, (height, width) in enumerate(sizes):
-        for d in range(5):
-            expected = unmold_mask(probs[b, d], boxes[b, d], (height, width))
-            np.testing.assert_array_equal(pasted[b, d, :height, :width], expected)
-            assert not pasted[b, d, height:].any() and not pasted[b, d, :, width:].any()
-
-
 def test_bad_arguments_raise_before_exporting(tmp_path):
     class Fake:
         config, keras_model, mode = TinyConfig(), None, "inference"
@@ -159,7 +115,7 @@ def test_both_signatures_match_detect_in_fresh_process(exported, tmp_path):
     np.testing.assert_array_equal(encoded["image_sizes"], [[100, 150], [128, 96]])
     for i in range(2):
         _assert_matches_detect(encoded, i, reference[i])
-        _assert_matches_detect(part(f"tensor{i}_"), 0, reference[i])
+        _assert_matches_detect(part(f"tensor{i}_"), 0, exported[0].detect([images[i]])[0])
 
 
 @pytest.mark.slow
@@ -172,9 +128,11 @@ def test_saved_model_cli_lists_signatures(exported):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     sections = {name: text.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
-                for name in ("serving_default", "serving_tensor")}
+                for name in ("serving_default", "serving_tensor", "serving_padded")}
     assert "dtype: DT_STRING\n        shape: (-1)\n" in sections["serving_default"]
     assert "dtype: DT_UINT8\n        shape: (-1, -1, -1, 3)\n" in sections["serving_tensor"]
+    assert "inputs['image_sizes'] tensor_info:\n        dtype: DT_INT32\n        shape: (-1, 2)" \
+        in sections["serving_padded"]
     for section in sections.values():
         assert "inputs['images']" in section
         for name, dtype in OUTPUT_DTYPES.items():
@@ -261,7 +219,7 @@ def test_bad_inputs_raise_clear_errors_then_serving_continues(exported):
     with pytest.raises(tf.errors.InvalidArgumentError, match="image is larger than max_image_size=4096"):
         tensor(images=tf.zeros([1, 4097, 2, 3], tf.uint8))
     outputs = {k: v.numpy() for k, v in encoded(images=tf.constant([_png(images[1])])).items()}
-    _assert_matches_detect(outputs, 0, reference[1])
+    _assert_matches_detect(outputs, 0, exported[0].detect([images[1]])[0])
 
 
 @pytest.mark.slow
@@ -291,19 +249,44 @@ def test_rest_server_predicts_and_survives_bad_requests(exported):
         assert body["outputs"]["num_detections"] == direct["num_detections"].numpy().tolist()
 
 
+# Per resize mode: settings and three image sizes for a batch of different sizes.
+MODE_CASES = {
+    "square": ({}, [(100, 150), (128, 96), (37, 201)]),
+    "pad64": ({"IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 256}, [(100, 150), (128, 96), (37, 201)]),
+    "crop": ({"IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 256}, [(100, 150), (128, 96), (70, 70)]),
+    "none": ({}, [(128, 192), (64, 128), (128, 128)]),       # the FPN needs sides of 64k
+    "shortest_edge": ({"IMAGE_MIN_DIM": 96, "IMAGE_MAX_DIM": 160}, [(100, 150), (128, 96), (37, 201)]),
+}
+
+
 @pytest.mark.slow
-def test_pad64_batch_of_different_molded_sizes_matches_detect(tmp_path):
-    # 100x150 molds to 128x192 and 128x96 to 128x128: the batch pads to 128x192.
+@pytest.mark.parametrize("mode", sorted(MODE_CASES))
+def test_serving_and_detect_are_identical(mode, tmp_path):
+    """serving_tensor (batches 1 and 3) and serving_padded (3 sizes) give detect()'s results exactly."""
+    settings, sizes = MODE_CASES[mode]
     keras.utils.set_random_seed(11)
-    config = TinyConfig(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=256)
+    config = TinyConfig(IMAGE_RESIZE_MODE=mode, IMAGES_PER_GPU=3, **settings)
     model = MaskRCNN("inference", config, model_dir=str(tmp_path / "logs"))
-    images = _images()
-    path = export_saved_model(model, str(tmp_path / "pad64"))
-    outputs = tf.saved_model.load(path).signatures["serving_default"](
-        images=tf.constant([_png(image) for image in images]))
-    outputs = {k: v.numpy() for k, v in outputs.items()}
-    for i, reference in enumerate(model.detect(images)):
-        _assert_matches_detect(outputs, i, reference)
+    signatures = tf.saved_model.load(export_saved_model(model, str(tmp_path / mode))).signatures
+    rng = np.random.default_rng(1)
+    same = [rng.integers(0, 256, sizes[0] + (3,), dtype=np.uint8) for _ in range(3)]
+    mixed = [same[0]] + [rng.integers(0, 256, size + (3,), dtype=np.uint8) for size in sizes[1:]]
+    padded = np.zeros((3, *np.max(sizes, axis=0), 3), np.uint8)
+    for i, image in enumerate(mixed):
+        padded[i, :image.shape[0], :image.shape[1]] = image
+    runs = [
+        (signatures["serving_tensor"](images=tf.constant(np.stack(same[:1]))), model.detect(same[:1])),
+        (signatures["serving_tensor"](images=tf.constant(np.stack(same))), model.detect(same)),
+        (signatures["serving_padded"](images=tf.constant(padded), image_sizes=tf.constant(sizes, tf.int32)),
+         model.detect(mixed)),
+    ]
+    found = 0
+    for served, references in runs:
+        served = {k: v.numpy() for k, v in served.items()}
+        for i, reference in enumerate(references):
+            _assert_matches_detect(served, i, reference)
+            found += len(reference["scores"])
+    assert found > 0, "no detections to compare"
 
 
 @pytest.mark.slow
@@ -324,8 +307,10 @@ def test_training_model_exports_with_its_weights(tmp_path):
 @pytest.mark.slow
 def test_keras_file_round_trip(exported, tmp_path):
     model, _, images, _ = exported
-    molded, metas, _ = mold_inputs(images[:1], model.config)
-    inputs = {"input_image": molded, "input_image_meta": metas}
+    config = model.config
+    molded, info = mold_batch(images[:1], [images[0].shape[:2]], config.IMAGE_RESIZE_MODE,
+                              config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, mean_pixel=config.MEAN_PIXEL)
+    inputs = {"input_image": molded, "input_image_meta": compose_image_meta(info, np.ones(4))}
     model.keras_model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
     before, after = model.keras_model(inputs), reloaded(inputs)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf import losses
+from mrcnn_tf.modeling import roi_heads, rpn
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -42,11 +42,11 @@ def test_rpn_class_loss_hand_case(match_shape):
                [100.0, -100.0],  # neutral: ignored (would add ~200)
                [1.0, -1.0]]]   # positive: p(obj) = e^-1/(e^1+e^-1) = 1/(1+e^2) -> CE ln(1+e^2)
     want = (math.log(4 / 3) + LN2 + math.log(1 + math.e ** 2)) / 3
-    assert _value(losses.rpn_class_loss(_i(rpn_match), _f(logits))) == pytest.approx(want, rel=1e-6)
+    assert _value(rpn.rpn_class_loss(_i(rpn_match), _f(logits))) == pytest.approx(want, rel=1e-6)
 
 
 def test_rpn_class_loss_all_neutral_is_zero():
-    loss = losses.rpn_class_loss(_i([[0, 0, 0]]), _f(np.full([1, 3, 2], 50.0)))
+    loss = rpn.rpn_class_loss(_i([[0, 0, 0]]), _f(np.full([1, 3, 2], 50.0)))
     assert _value(loss) == 0.0
 
 
@@ -71,15 +71,15 @@ def _rpn_bbox_case():
 def test_rpn_bbox_loss_packed_targets_batch2():
     rpn_match, target, pred = _rpn_bbox_case()
     want = (0.125 + 1.5 + 0.08 + 1.5) / (4 * 4)     # 4 positives x 4 coordinates
-    got = _value(losses.rpn_bbox_loss(_f(target), _i(rpn_match), _f(pred)))
+    got = _value(rpn.rpn_bbox_loss(_f(target), _i(rpn_match), _f(pred)))
     assert got == pytest.approx(want, rel=1e-6)
     # Same case with rpn_match [B, A, 1].
-    got = _value(losses.rpn_bbox_loss(_f(target), _i(rpn_match[..., None]), _f(pred)))
+    got = _value(rpn.rpn_bbox_loss(_f(target), _i(rpn_match[..., None]), _f(pred)))
     assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_rpn_bbox_loss_no_positive_is_zero():
-    loss = losses.rpn_bbox_loss(_f(np.zeros([2, 3, 4])), _i([[0, -1], [-1, 0]]),
+    loss = rpn.rpn_bbox_loss(_f(np.zeros([2, 3, 4])), _i([[0, -1], [-1, 0]]),
                                 _f(np.full([2, 2, 4], 5.0)))
     assert _value(loss) == 0.0
 
@@ -100,25 +100,25 @@ def _class_case():
 def test_mrcnn_class_loss_hand_softmax_over_active_classes():
     target, logits, active = _class_case()
     want = (math.log((math.e + 2) / math.e) + math.log(4.0) + LN2) / 3  # 3 non-padding rows
-    got = _value(losses.mrcnn_class_loss(_i(target), _f(logits), _f(active)))
+    got = _value(roi_heads.mrcnn_class_loss(_i(target), _f(logits), _f(active)))
     assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_mrcnn_class_loss_inactive_and_padding_do_not_matter():
     target, logits, active = _class_case()
-    base = _value(losses.mrcnn_class_loss(_i(target), _f(logits), _f(active)))
+    base = _value(roi_heads.mrcnn_class_loss(_i(target), _f(logits), _f(active)))
     changed = logits.copy()
     changed[0, :, 2] = -30.0          # an inactive class's logit
     changed[1, 1:] = -4.0             # padding rows
-    got = _value(losses.mrcnn_class_loss(_i(target), _f(changed), _f(active)))
+    got = _value(roi_heads.mrcnn_class_loss(_i(target), _f(changed), _f(active)))
     assert got == pytest.approx(base, rel=1e-6)
     # ...whereas making class 2 active changes row 0 and row 1 of image 0.
-    all_active = _value(losses.mrcnn_class_loss(_i(target), _f(logits), _f(np.ones([2, 4]))))
+    all_active = _value(roi_heads.mrcnn_class_loss(_i(target), _f(logits), _f(np.ones([2, 4]))))
     assert all_active > base + 1.0
 
 
 def test_mrcnn_class_loss_all_padding_is_zero():
-    loss = losses.mrcnn_class_loss(_i([[-1, -1]]), _f(np.ones([1, 2, 3])), _f(np.ones([1, 3])))
+    loss = roi_heads.mrcnn_class_loss(_i([[-1, -1]]), _f(np.ones([1, 2, 3])), _f(np.ones([1, 3])))
     assert _value(loss) == 0.0
 
 
@@ -134,12 +134,12 @@ def test_mrcnn_bbox_loss_uses_gt_class_deltas():
     pred[0, 0, 2] = [0, 0.5, 0, 3.0]                   # class 2: d = (1, -.5, 0, -3)
     # smooth L1: |1| -> 1 - .5 = .5; |-.5| -> .5*.25 = .125; 0 -> 0; |-3| -> 2.5
     want = (0.5 + 0.125 + 0.0 + 2.5) / 4              # one positive x 4 coordinates
-    got = _value(losses.mrcnn_bbox_loss(_f(target), _i(target_class_ids), _f(pred)))
+    got = _value(roi_heads.mrcnn_bbox_loss(_f(target), _i(target_class_ids), _f(pred)))
     assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_mrcnn_bbox_loss_no_positive_is_zero():
-    loss = losses.mrcnn_bbox_loss(_f(np.ones([1, 2, 4])), _i([[0, -1]]), _f(np.ones([1, 2, 3, 4])))
+    loss = roi_heads.mrcnn_bbox_loss(_f(np.ones([1, 2, 4])), _i([[0, -1]]), _f(np.ones([1, 2, 3, 4])))
     assert _value(loss) == 0.0
 
 
@@ -162,27 +162,27 @@ def test_mrcnn_mask_loss_hand_case():
     # label 0, logit ln 3  -> -ln(1 - 3/4)             = ln 4
     # label 1, logit -ln 3 -> -ln(1/4)                 = ln 4
     want = (LN2 + LN2 + 2 * LN2 + 2 * LN2) / 4         # mean over the positive's 4 pixels
-    got = _value(losses.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(logits)))
+    got = _value(roi_heads.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(logits)))
     assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_mrcnn_mask_loss_is_decoupled_per_class():
     target_masks, target_class_ids, logits = _mask_case()
-    base = _value(losses.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(logits)))
+    base = _value(roi_heads.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(logits)))
     other = logits.copy()
     other[0, 0, :, :, :2] += 5.0                        # other classes of the positive RoI
     other[0, 1] -= 5.0                                  # every channel of the negative RoI
-    got = _value(losses.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(other)))
+    got = _value(roi_heads.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(other)))
     assert got == pytest.approx(base, rel=1e-6)
     gt_channel = logits.copy()
     gt_channel[0, 0, 0, 0, 2] += 1.0
-    got = _value(losses.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(gt_channel)))
+    got = _value(roi_heads.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), _f(gt_channel)))
     assert abs(got - base) > 1e-3
 
     logits_t = _f(logits)
     with tf.GradientTape() as tape:
         tape.watch(logits_t)
-        loss = losses.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), logits_t)
+        loss = roi_heads.mrcnn_mask_loss(_f(target_masks), _i(target_class_ids), logits_t)
     grad = tape.gradient(loss, logits_t).numpy()
     assert np.all(grad[0, 0, :, :, 2] != 0.0)
     grad[0, 0, :, :, 2] = 0.0
@@ -194,7 +194,7 @@ def test_mrcnn_mask_loss_no_positive_is_zero(class_ids):
     logits_t = _f(np.ones([1, 2, 2, 2, 3]))
     with tf.GradientTape() as tape:
         tape.watch(logits_t)
-        loss = losses.mrcnn_mask_loss(_f(np.ones([1, 2, 2, 2])), _i(class_ids), logits_t)
+        loss = roi_heads.mrcnn_mask_loss(_f(np.ones([1, 2, 2, 2])), _i(class_ids), logits_t)
     assert _value(loss) == 0.0
     grad = tape.gradient(loss, logits_t)
     assert grad is None or np.all(grad.numpy() == 0.0)
@@ -202,10 +202,10 @@ def test_mrcnn_mask_loss_no_positive_is_zero(class_ids):
 
 def test_losses_under_tf_function_match_eager():
     target, logits, active = _class_case()
-    fn = tf.function(losses.mrcnn_class_loss)
-    eager = _value(losses.mrcnn_class_loss(_i(target), _f(logits), _f(active)))
+    fn = tf.function(roi_heads.mrcnn_class_loss)
+    eager = _value(roi_heads.mrcnn_class_loss(_i(target), _f(logits), _f(active)))
     assert _value(fn(_i(target), _f(logits), _f(active))) == pytest.approx(eager, rel=1e-6)
     rpn_match, target_b, pred = _rpn_bbox_case()
-    fn = tf.function(losses.rpn_bbox_loss)
-    eager = _value(losses.rpn_bbox_loss(_f(target_b), _i(rpn_match), _f(pred)))
+    fn = tf.function(rpn.rpn_bbox_loss)
+    eager = _value(rpn.rpn_bbox_loss(_f(target_b), _i(rpn_match), _f(pred)))
     assert _value(fn(_f(target_b), _i(rpn_match), _f(pred))) == pytest.approx(eager, rel=1e-6)

@@ -7,27 +7,27 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf import Config, DataGenerator, MaskRCNN
+from mrcnn_tf import Config, DataGenerator, MaskRCNN, presets
 from mrcnn_tf.data import ShapesConfig, ShapesDataset
-from mrcnn_tf.losses import LOSS_NAMES
+from mrcnn_tf.image_meta import compose_image_meta
+from mrcnn_tf.inference import postprocess, unbatch_results
+from mrcnn_tf.ops.image import mold_batch
+from mrcnn_tf.config import LOSS_NAMES
 
 
-class TinyConfig(ShapesConfig):
-    NAME = "tiny"
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 24, 32, 48)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_CHANNELS = 64
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CHANNELS = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    DETECTION_MAX_INSTANCES = 8
-    STEPS_PER_EPOCH = 4
-    VALIDATION_STEPS = 1
+# presets.tiny on the shapes classes, with 2 images per step, 4 steps per epoch and
+# ShapesConfig's 0.5 confidence (the tests that want every detection set 0.0).
+TinyConfig = type("TinyConfig", (ShapesConfig,), presets.tiny(
+    64, NAME="tiny", IMAGES_PER_GPU=2, STEPS_PER_EPOCH=4, DETECTION_MIN_CONFIDENCE=0.5))
+
+
+def model_inputs(images, config):
+    """The inference model's inputs for same-size uint8 images, as the pipeline molds them."""
+    molded, info = mold_batch(np.stack(images), [image.shape[:2] for image in images],
+                              config.IMAGE_RESIZE_MODE, config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM,
+                              mean_pixel=config.MEAN_PIXEL)
+    return {"input_image": molded,
+            "input_image_meta": compose_image_meta(info, np.ones(config.NUM_CLASSES))}, info
 
 
 def shapes(count, seed, size=64, **kwargs):
@@ -37,14 +37,31 @@ def shapes(count, seed, size=64, **kwargs):
     return dataset
 
 
+SUBMODELS = ("backbone_fpn", "rpn_model", "box_head", "mask_head")
+
+
+def image_inputs(batch):
+    """The inference model's inputs (molded images and their metas) of a training batch."""
+    return {name: batch[name] for name in ("input_image", "input_image_meta")}
+
+
 def test_inference_graph_outputs_and_parallel_heads(tmp_path):
     config = TinyConfig()
     model = MaskRCNN("inference", config, tmp_path)
-    names = {layer.name for layer in model.keras_model.layers}
-    for name in ("mrcnn_class_conv1", "mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask_conv1",
-                 "mrcnn_mask_conv4", "mrcnn_mask_deconv", "mrcnn_mask", "fpn_c5p5", "fpn_p2",
-                 "rpn_model", "ROI", "mrcnn_detection"):
-        assert name in names
+    # Every weight is in the four sub-models; the graph's own layers are weightless.
+    assert [layer.name for layer in model.keras_model.layers if layer.weights] == list(SUBMODELS)
+    top = {layer.name for layer in model.keras_model.layers}
+    assert {"ROI", "mrcnn_detection", "roi_align_classifier", "roi_align_mask"} <= top
+    owners = {"box_head": ("mrcnn_class_conv1", "mrcnn_class_bn1", "mrcnn_class_logits",
+                           "mrcnn_bbox_fc", "mrcnn_bbox"),
+              "mask_head": ("mrcnn_mask_conv1", "mrcnn_mask_conv4", "mrcnn_mask_bn4",
+                            "mrcnn_mask_deconv", "mrcnn_mask"),
+              "backbone_fpn": ("small_stem_conv", "fpn_c5p5", "fpn_p2", "fpn_p6"),
+              "rpn_model": ("rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred")}
+    for owner, names in owners.items():
+        submodel = model.find_layer(owner)
+        for name in names:
+            assert model.find_layer(name) is submodel.get_layer(name)
     outputs = model.keras_model.output
     assert tuple(outputs["detections"].shape[1:]) == (config.DETECTION_MAX_INSTANCES, 6)
     assert tuple(outputs["mrcnn_mask"].shape[1:]) == (config.DETECTION_MAX_INSTANCES, 28, 28,
@@ -53,14 +70,11 @@ def test_inference_graph_outputs_and_parallel_heads(tmp_path):
 
 def test_inference_mask_head_runs_on_the_detections_only(tmp_path):
     """Masks of a thresholded run are the leading rows of an unthresholded one; padding is 0."""
-    from mrcnn_tf.model.inference import mold_inputs
-
     keras.utils.set_random_seed(2)
     config = TinyConfig(DETECTION_MIN_CONFIDENCE=0.0)
     model = MaskRCNN("inference", config, tmp_path).keras_model
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in (0, 1)]
-    molded, metas, _ = mold_inputs(images, config)
-    inputs = {"input_image": molded, "input_image_meta": metas}
+    inputs, _ = model_inputs(images, config)
     detection_layer = model.get_layer("mrcnn_detection")
 
     def run(min_confidence):
@@ -94,6 +108,78 @@ def test_training_graph_runs_box_and_mask_heads_on_the_same_rois(tmp_path):
     assert mask_pool.input[0].shape[1] == round(16 * 0.33)
 
 
+def test_training_models_inference_view_shares_its_variables(tmp_path):
+    """A kernel set in the training model shows in the inference view's weights and outputs."""
+    keras.utils.set_random_seed(3)
+    config = TinyConfig(DETECTION_MIN_CONFIDENCE=0.0)
+    trainer = MaskRCNN("training", config, tmp_path)
+    view = trainer.inference_model
+    assert view is trainer.inference_model and view is not trainer.keras_model  # built once
+    assert set(view.output) == {"detections", "mrcnn_mask", "rpn_rois", "mrcnn_class", "mrcnn_bbox",
+                                "rpn_class", "rpn_bbox", "anchors"}
+    for name in SUBMODELS:  # the same objects, not copies
+        assert view.get_layer(name) is trainer.keras_model.get_layer(name)
+    inputs = image_inputs(DataGenerator(shapes(2, seed=8), config, seed=0)[0])
+    before = view(inputs, training=False)["mrcnn_mask"].numpy()
+
+    # After the view exists: a copy made when it was built would not see this.
+    layer = trainer.keras_model.get_layer("mask_head").get_layer("mrcnn_mask")
+    layer.kernel.assign(np.zeros(layer.kernel.shape, np.float32))
+    layer.bias.assign(np.full(layer.bias.shape, 2.0, np.float32))
+    assert any(w is layer.kernel for w in view.weights)
+    np.testing.assert_array_equal(view.get_layer("mask_head").get_layer("mrcnn_mask").kernel.numpy(), 0.0)
+    out = view(inputs, training=False)
+    valid = out["detections"].numpy()[..., 5] > 0
+    assert valid.all()  # threshold 0: every slot holds a detection
+    masks = out["mrcnn_mask"].numpy()
+    assert not np.allclose(before, 1 / (1 + np.exp(-2.0)))
+    np.testing.assert_allclose(masks, 1 / (1 + np.exp(-2.0)), rtol=1e-5)  # sigmoid(0 * x + 2)
+
+    detector = MaskRCNN("inference", config, tmp_path)
+    assert detector.inference_model is detector.keras_model
+
+
+def test_find_layer_opens_the_sub_models_and_names_a_missing_layer(tmp_path):
+    from mrcnn_tf.modeling.backbone import small_backbone_graph
+
+    def backbone(image):  # a callable BACKBONE still builds, inside backbone_fpn
+        return small_backbone_graph(image)
+
+    model = MaskRCNN("training", TinyConfig(BACKBONE=backbone), tmp_path)
+    assert model.find_layer("input_image") is model.keras_model.get_layer("input_image")
+    assert model.find_layer("proposal_targets") is model.keras_model.get_layer("proposal_targets")
+    assert model.find_layer("mask_head") is model.keras_model.get_layer("mask_head")
+    assert model.find_layer("small_stem_conv") is model.find_layer("backbone_fpn").get_layer("small_stem_conv")
+    assert model.find_layer("rpn_class_raw").name == "rpn_class_raw"
+    with pytest.raises(ValueError, match="'mrcnn_detection'"):  # inference-graph only
+        model.find_layer("mrcnn_detection")
+
+
+def test_keras_file_round_trips_both_modes(tmp_path):
+    """``.keras`` save + load_model: same outputs in training and inference mode."""
+    keras.utils.set_random_seed(4)
+    config = TinyConfig(DETECTION_MIN_CONFIDENCE=0.0)
+    batch = DataGenerator(shapes(2, seed=6), config, seed=0)[0]
+    cases = {"training": (batch, ("rpn_class_logits", "rois", "target_class_ids", "target_masks",
+                                  "mrcnn_class_logits", "mrcnn_bbox", "mrcnn_mask_logits")),
+             "inference": (image_inputs(batch),
+                           ("detections", "mrcnn_mask", "rpn_rois", "mrcnn_class"))}
+    for mode, (inputs, keys) in cases.items():
+        model = MaskRCNN(mode, config, tmp_path).keras_model
+        path = tmp_path / f"{mode}.keras"
+        model.save(path)
+        reloaded = keras.models.load_model(path)
+        assert type(reloaded) is type(model)
+        assert [l.name for l in reloaded.layers if l.weights] == list(SUBMODELS)
+        outputs = []
+        for keras_model in (model, reloaded):
+            keras.utils.set_random_seed(5)  # the same RoI sample in both calls (eager TF ops)
+            outputs.append(keras_model(inputs, training=False))
+        before, after = outputs
+        for key in keys:
+            np.testing.assert_array_equal(np.asarray(after[key]), np.asarray(before[key]), err_msg=f"{mode} {key}")
+
+
 @pytest.mark.slow
 def test_resnet50_fpn_has_the_papers_size(tmp_path):
     class CocoLike(Config):
@@ -111,7 +197,7 @@ def test_resnet50_fpn_has_the_papers_size(tmp_path):
     assert 43e6 < count < 46.5e6
     for name in ("conv1", "bn_conv1", "res2a_branch2a", "bn2a_branch2a", "res4f_branch2c",
                  "res5c_branch2c"):
-        assert model.keras_model.get_layer(name) is not None
+        assert model.find_layer(name) is model.find_layer("backbone_fpn").get_layer(name)
 
 
 def test_generator_batches_have_fixed_shapes_and_valid_targets():
@@ -189,36 +275,33 @@ def test_images_without_instances_train_without_nan(tmp_path):
         assert history[name][-1] == 0.0, name
 
 
-def test_detect_maps_boxes_and_masks_to_original_pixels(tmp_path):
+def test_detect_maps_boxes_and_masks_to_original_pixels():
     """A known raw detection on a 100x200 image comes back in that image's pixels."""
     config = TinyConfig(IMAGES_PER_GPU=1)
-    model = MaskRCNN("inference", config, tmp_path)
     # square mode, 64x64: scale 64/200 = 0.32 -> 32x64, padded 16 rows on top.
-    box_px = np.array([25.0, 50.0, 75.0, 150.0])          # original pixels
+    _, info = model_inputs([np.zeros((100, 200, 3), np.uint8)], config)
+    np.testing.assert_allclose(info["window"].numpy(), [[16, 0, 48, 64]])
+    box_px = np.array([25.3, 50.0, 75.0, 150.6])          # original pixels
     molded = box_px * 0.32 + np.array([16, 0, 16, 0])     # molded pixels
     detections = np.zeros([1, config.DETECTION_MAX_INSTANCES, 6], np.float32)
     detections[0, 0] = [*(molded / 64.0), 2, 0.9]
     masks = np.zeros([1, config.DETECTION_MAX_INSTANCES, 28, 28, config.NUM_CLASSES], np.float32)
     masks[0, 0, :, :14, 2] = 1.0                            # left half of the box, class 2 only
     masks[0, 0, :, :, 1] = 1.0                              # another class's mask: must be ignored
-
-    def fake_graph(molded, metas):
-        assert molded.shape == (1, 64, 64, 3)
-        np.testing.assert_allclose(metas[0, 7:11], [16, 0, 48, 64])
-        return tf.constant(detections), tf.constant(masks)
-
-    model._detect_graph = fake_graph
-    result = model.detect([np.zeros((100, 200, 3), np.uint8)])[0]
-    np.testing.assert_array_equal(result["rois"], [[25, 50, 75, 150]])
+    outputs = postprocess(tf.constant(detections), tf.constant(masks), info)
+    (result,) = unbatch_results({k: v.numpy() for k, v in outputs.items()})
+    np.testing.assert_allclose(result["boxes"], [box_px], atol=1e-4)
+    np.testing.assert_array_equal(result["rois"], [[25, 50, 75, 151]])
     assert result["class_ids"].tolist() == [2]
     np.testing.assert_allclose(result["scores"], [0.9])
     mask = result["masks"][:, :, 0]
-    assert mask.shape == (100, 200)
-    assert mask[25:75, 50:100].all() and not mask[:, 100:].any() and not mask[:25].any()
+    assert mask.shape == (100, 200) and mask.dtype == bool
+    # Pixel centres in [25.3, 75) x [50, 100.3): rows 25..74, columns 50..99.
+    assert mask[25:75, 50:100].all() and mask.sum() == 50 * 50
 
 
-def test_detect_traces_once_per_shape_family_and_matches_the_keras_model(tmp_path):
-    """Images of four sizes and two batch sizes: one trace; the same numbers as predict."""
+def test_detect_traces_once_per_shape_family_and_matches_the_eager_pipeline(tmp_path):
+    """Images of four sizes and two batch sizes: one trace; the same numbers as an eager run."""
     config = TinyConfig(IMAGES_PER_GPU=1, IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=None,
                         IMAGE_MAX_DIM=None, DETECTION_MIN_CONFIDENCE=0.0)
     model = MaskRCNN("inference", config, tmp_path)
@@ -227,13 +310,13 @@ def test_detect_traces_once_per_shape_family_and_matches_the_keras_model(tmp_pat
         image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
         results = model.detect([image] * (1 + (height == 128)))
         assert results[-1]["masks"].shape[:2] == (height, width)
-    assert model._detect_fn.experimental_get_tracing_count() == 1
-    from mrcnn_tf.model.inference import mold_inputs
-    molded, metas, _ = mold_inputs([image], config)
-    want = model.keras_model.predict({"input_image": molded, "input_image_meta": metas}, verbose=0)
-    got = model._detect_graph(tf.constant(molded), tf.constant(metas))
-    np.testing.assert_allclose(got[0].numpy(), want["detections"], atol=1e-5)
-    np.testing.assert_allclose(got[1].numpy(), want["mrcnn_mask"], atol=1e-5)
+    assert model._pipeline.run_padded.experimental_get_tracing_count() == 1
+    eager = model._pipeline.run(tf.constant(image[None]), tf.constant([[128, 128]]))
+    (want,) = unbatch_results({k: v.numpy() for k, v in eager.items()})
+    got = results[-1]
+    assert len(got["scores"]) == len(want["scores"]) > 0
+    np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-3)
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5)
 
 
 def test_bad_mode_and_wrong_mode_calls(tmp_path):
@@ -242,8 +325,8 @@ def test_bad_mode_and_wrong_mode_calls(tmp_path):
     model = MaskRCNN("inference", TinyConfig(), tmp_path)
     with pytest.raises(ValueError, match="training"):
         model.train(shapes(2, 0), None, 0.01, 1, "heads")
-    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
-        model.detect([np.zeros((10, 10), np.uint8)])
+    with pytest.raises(ValueError, match=r"image 0 must be grey .*got shape \(10, 10, 2\)"):
+        model.detect([np.zeros((10, 10, 2), np.uint8)])
 
 
 def test_bad_annotations_name_the_image(tmp_path):
@@ -273,12 +356,20 @@ def test_bad_annotations_name_the_image(tmp_path):
 def test_stage_regexes_freeze_the_backbone_and_bn(tmp_path):
     model = MaskRCNN("training", TinyConfig(), tmp_path)
     model.set_trainable("heads")
-    layers = {layer.name: layer for layer in model.keras_model.layers}
+    layers = {name: model.find_layer(name) for name in (
+        "small_stage3_conv1", "small_stage4_conv1", "mrcnn_mask_conv1", "fpn_p2", "mrcnn_mask_bn1")}
     assert not layers["small_stage3_conv1"].trainable
     assert layers["mrcnn_mask_conv1"].trainable and layers["fpn_p2"].trainable
     assert not layers["mrcnn_mask_bn1"].trainable  # TRAIN_BN = False keeps BN frozen
     model.set_trainable("4+")
     assert layers["small_stage4_conv1"].trainable and not layers["small_stage3_conv1"].trainable
+    model.set_trainable("heads")  # what the optimizer gets: the variables inside the sub-models
+    trained = {v.path.split("/")[0] for v in model.keras_model.trainable_variables}
+    assert {"mrcnn_mask_conv1", "mrcnn_class_logits", "rpn_conv_shared", "fpn_p2"} <= trained
+    assert not [name for name in trained if name.startswith(("small_", "mrcnn_mask_bn", "mrcnn_class_bn"))]
+    with_bn = MaskRCNN("training", TinyConfig(TRAIN_BN=True), tmp_path)
+    with_bn.set_trainable("heads")
+    assert with_bn.find_layer("mrcnn_mask_bn1").trainable
 
 
 @pytest.mark.slow
@@ -288,15 +379,14 @@ def test_mixed_precision_trains_with_finite_float32_losses(tmp_path, policy):
     config = TinyConfig(MIXED_PRECISION=policy)
     trainer = MaskRCNN("training", config, tmp_path)
     assert keras.mixed_precision.dtype_policy().name == "float32"  # global policy restored
-    assert trainer.keras_model.get_layer("fpn_p2").compute_dtype == policy.split("_")[1]
+    assert trainer.find_layer("fpn_p2").compute_dtype == policy.split("_")[1]
     trainer.set_trainable("all")
     trainer.compile(0.01, 0.9)
     history = trainer.keras_model.fit(DataGenerator(shapes(2, seed=4), config, seed=0),
                                       epochs=2, verbose=0).history
     for name in ("loss", *LOSS_NAMES):
         assert np.isfinite(history[name]).all(), name
-    detector = MaskRCNN("inference", config, tmp_path)
-    outputs = detector.keras_model.predict(
+    outputs = trainer.inference_model.predict(  # the inference view under the same policy
         {"input_image": np.zeros([1, 64, 64, 3], np.float32),
          "input_image_meta": DataGenerator(shapes(1, seed=5), TinyConfig(IMAGES_PER_GPU=1), seed=0)[0]["input_image_meta"]},
         verbose=0)

@@ -19,9 +19,10 @@ import tensorflow as tf
 from mrcnn_tf import DataGenerator, Dataset, MaskRCNN
 from mrcnn_tf.data import ImageLoadError
 from mrcnn_tf.export import export_saved_model
-from mrcnn_tf.model import callbacks
-from mrcnn_tf.model.callbacks import ModelDirError, NonFiniteLossError
-from mrcnn_tf.model.mask_rcnn import latest_checkpoint
+from mrcnn_tf.training import checkpoint
+from mrcnn_tf.training.callbacks import NonFiniteLossError
+from mrcnn_tf.training.checkpoint import ModelDirError
+from mrcnn_tf.model import latest_checkpoint
 from loopback import post, rest_server
 from test_model import TinyConfig, shapes
 
@@ -49,7 +50,7 @@ def test_nan_loss_stops_training_naming_step_and_images_and_keeps_the_good_check
     good = latest_checkpoint(str(tmp_path), config.NAME)
     assert good.endswith("_0001.h5") and _all_finite(good)
 
-    kernel = model.keras_model.get_layer("fpn_p2").weights[0]
+    kernel = model.find_layer("fpn_p2").weights[0]
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))
     with pytest.raises(NonFiniteLossError) as error:
         model.train(dataset, None, 0.01, 2, "heads", verbose=0, seed=0, log_images=0)
@@ -98,9 +99,9 @@ def test_full_disk_is_reported_by_the_early_check(tmp_path, monkeypatch):
     def disk_full(directory):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(callbacks, "_write_probe", disk_full)
+    monkeypatch.setattr(checkpoint, "_write_probe", disk_full)
     with pytest.raises(ModelDirError, match="the disk is full") as error:
-        callbacks.check_writable_model_dir(str(tmp_path / "logs"))
+        checkpoint.check_writable_model_dir(str(tmp_path / "logs"))
     assert error.value.errno == errno.ENOSPC and "logs" in str(error.value)
 
 

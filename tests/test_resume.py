@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mrcnn_tf import MaskRCNN
-from mrcnn_tf.model.checkpoint import ResumeState, latest_checkpoint, resume_optimizer
+from mrcnn_tf.training.checkpoint import ResumeState, latest_checkpoint, resume_optimizer
 from mrcnn_tf.weights import load_weights_by_name, save_weights_by_name
 from test_model import TinyConfig, shapes
 

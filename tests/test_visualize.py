@@ -53,7 +53,7 @@ def test_color_splash_keeps_colour_only_under_masks():
     np.testing.assert_array_equal(splash[union], image[union])
     outside = splash[~union].astype(int)
     assert (outside[:, 0] == outside[:, 1]).all() and (outside[:, 1] == outside[:, 2]).all()
-    luma = image[~union].astype(float) @ [0.2125, 0.7154, 0.0721]
+    luma = image[~union].astype(float) @ [0.299, 0.587, 0.114]  # ITU-R BT.601
     np.testing.assert_allclose(outside[:, 0], luma, atol=0.5)
     assert (splash[~union] != image[~union]).any()  # colour really removed
     all_grey = color_splash(image, np.zeros((20, 30, 0), bool))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mrcnn_tf import MaskRCNN
-from mrcnn_tf.backbone import resnet_graph
+from mrcnn_tf.modeling.backbone import resnet_graph
+from mrcnn_tf.image_meta import compose_image_meta
 from mrcnn_tf.weights import (classic_resnet_name, imagenet_weights_path, load_imagenet_backbone,
                               load_weights_by_name, save_weights_by_name)
 from test_model import TinyConfig
@@ -26,17 +27,27 @@ def randomize(keras_model, seed):
 
 def predict(model, seed=0):
     rng = np.random.default_rng(seed)
-    meta = np.zeros([1, model.config.IMAGE_META_SIZE], np.float32)
-    meta[0, 1:11] = [64, 64, 3, 64, 64, 3, 0, 0, 64, 64]
-    meta[0, 11], meta[0, 12:] = 1.0, 1.0
+    info = {"original_size": [[64, 64]], "molded_size": [[64, 64]], "window": [[0, 0, 64, 64]],
+            "scale": [[1.0, 1.0]]}
+    meta = compose_image_meta(info, np.ones([model.config.NUM_CLASSES])).numpy()
     inputs = {"input_image": rng.normal(0, 50, [1, 64, 64, 3]).astype(np.float32), "input_image_meta": meta}
     return model.keras_model.predict(inputs, verbose=0)
+
+
+def classic_layers(keras_model):
+    """The layers of the classic flat model: the sub-models it predates opened up (not rpn_model)."""
+    for layer in keras_model.layers:
+        if layer.name in ("backbone_fpn", "box_head", "mask_head"):
+            yield from classic_layers(layer)
+        else:
+            yield layer
 
 
 def write_classic_file(keras_model, path, full_model_file=False, wrapper_names=False):
     """Write weights the way Keras 2 did, independently of save_weights_by_name.
 
-    Every layer is listed (weightless ones with empty ``weight_names``); weights are
+    Every layer of the classic flat model is listed (weightless ones with empty
+    ``weight_names``); weights are
     named ``<sublayer>/<variable>:0`` (a nested model's group holds its sublayers'
     names); ``full_model_file`` nests it all under ``model_weights`` as ``model.save``
     did; ``wrapper_names`` names the heads' weights after an anonymous TimeDistributed
@@ -45,9 +56,10 @@ def write_classic_file(keras_model, path, full_model_file=False, wrapper_names=F
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if full_model_file else f
         # Keras 2 stored fixed-length byte strings (numpy 'S' arrays).
-        root.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in keras_model.layers])
+        layers = list(classic_layers(keras_model))
+        root.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
         root.attrs["backend"], root.attrs["keras_version"] = b"tensorflow", b"2.2.4"
-        for index, layer in enumerate(keras_model.layers):
+        for index, layer in enumerate(layers):
             group = root.create_group(layer.name)
             names = []
             for variable in layer.weights:
@@ -79,7 +91,7 @@ def test_classic_file_loads_back_exactly(tmp_path, capsys, full_model_file, wrap
     before = predict(target)
     capsys.readouterr()
     report = target.load_weights(path)
-    weighted = [layer.name for layer in target.keras_model.layers if layer.weights]
+    weighted = [layer.name for layer in classic_layers(target.keras_model) if layer.weights]
     assert sorted(report.loaded) == sorted(weighted) and not report.mismatched and not report.missing
     assert f"classic.h5: loaded {len(weighted)} layers, skipped 0, shape-mismatched 0" in capsys.readouterr().out
     after, expected = predict(target), predict(source)
@@ -95,13 +107,18 @@ def test_new_class_count_loads_with_exclude_and_reports_mismatches_without(tmp_p
     randomize(source.keras_model, seed=2)
     path = str(tmp_path / "four_classes.h5")
     source.save_weights(path)
+    with h5py.File(path) as f:  # the classic layout: one group per layer, rpn_model nested
+        names = [n.decode() for n in f.attrs["layer_names"]]
+        assert {"small_stem_conv", "fpn_c5p5", "rpn_model", "mrcnn_class_conv1", "mrcnn_mask"} <= set(names)
+        assert not {"backbone_fpn", "box_head", "mask_head"} & set(names)
+        assert list(f["fpn_p2"].attrs["weight_names"]) == [b"fpn_p2/kernel:0", b"fpn_p2/bias:0"]
+        assert "kernel:0" in f["rpn_model"]["rpn_conv_shared"]
     heads = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
     shared = ("small_stage5_conv1", "fpn_p2", "rpn_model", "mrcnn_mask_conv1", "mrcnn_class_bn2")
 
     def assert_loaded(model, names):
         for name in names:
-            for a, b in zip(model.keras_model.get_layer(name).weights,
-                            source.keras_model.get_layer(name).weights):
+            for a, b in zip(model.find_layer(name).weights, source.find_layer(name).weights):
                 np.testing.assert_array_equal(a.numpy(), b.numpy())
 
     target = MaskRCNN("training", TinyConfig(NUM_CLASSES=7), tmp_path)
@@ -112,12 +129,12 @@ def test_new_class_count_loads_with_exclude_and_reports_mismatches_without(tmp_p
     assert_loaded(target, shared)
 
     fresh = MaskRCNN("training", TinyConfig(NUM_CLASSES=7), tmp_path)
-    untouched = fresh.keras_model.get_layer("mrcnn_mask").weights[0].numpy().copy()
+    untouched = fresh.find_layer("mrcnn_mask").weights[0].numpy().copy()
     report = fresh.load_weights(path)  # no exclude: reported, not raised
     assert {m[0] for m in report.mismatched} == {"mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask"}
     mask_entry = [m for m in report.mismatched if m[0] == "mrcnn_mask"][0]
     assert mask_entry[2][-1] == 4 and mask_entry[3][-1] == 7  # (layer, weight, file shape, model shape)
-    np.testing.assert_array_equal(fresh.keras_model.get_layer("mrcnn_mask").weights[0].numpy(), untouched)
+    np.testing.assert_array_equal(fresh.find_layer("mrcnn_mask").weights[0].numpy(), untouched)
     assert_loaded(fresh, shared)
 
 
@@ -196,10 +213,10 @@ def test_backbone_weights_imagenet_loads_the_cached_file_in_maskrcnn(tmp_path, m
     model = MaskRCNN("inference", TinyConfig(BACKBONE="resnet50", BACKBONE_WEIGHTS="imagenet"), tmp_path)
     for ours, theirs in (("res5c_branch2c", "conv5_block3_3_conv"), ("bn_conv1", "conv1_bn"),
                          ("bn4a_branch1", "conv4_block1_0_bn")):
-        for a, b in zip(model.keras_model.get_layer(ours).weights, reference.get_layer(theirs).weights):
+        for a, b in zip(model.find_layer(ours).weights, reference.get_layer(theirs).weights):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     # The heads are left as initialised: only the backbone comes from the file.
-    assert not model.keras_model.get_layer("fpn_p2").weights[1].numpy().any()
+    assert not model.find_layer("fpn_p2").weights[1].numpy().any()
 
 
 def tiny_classic_backbone():

@@ -1,4 +1,9 @@
-"""Datasets and the numpy geometry that turns their images into model inputs."""
+"""Datasets, their augmentation, and the generator that turns them into training batches.
+
+The image and mask geometry (resize, pad, normalise, paste, mini masks) is
+the TF ops of ``mrcnn_tf.ops.image`` and ``mrcnn_tf.ops.masks``; the meta
+vector is ``mrcnn_tf.image_meta``.
+"""
 
 from mrcnn_tf.data.dataset import (
     BACKGROUND_CLASS_ID,
@@ -7,20 +12,9 @@ from mrcnn_tf.data.dataset import (
     ImageLoadError,
 )
 from mrcnn_tf.data.shapes import ShapesConfig, ShapesDataset
-from mrcnn_tf.data.transforms import (
-    compose_image_meta,
-    expand_mask,
-    extract_bboxes,
-    minimize_mask,
-    mold_image,
-    parse_image_meta,
-    resize_image,
-    resize_mask,
-    unmold_image,
-    unmold_mask,
-)
+from mrcnn_tf.data.targets import extract_bboxes
 
-from mrcnn_tf.data.generator import DataGenerator, load_image_gt
+from mrcnn_tf.data.generator import DataGenerator, load_image_gt, load_sample
 from mrcnn_tf.data.coco import AnnotationFormatError, CocoDataset
 from mrcnn_tf.data.via import ViaDataset
 from mrcnn_tf.data.augment import (
@@ -42,18 +36,10 @@ __all__ = [
     "ImageLoadError",
     "ShapesConfig",
     "ShapesDataset",
-    "compose_image_meta",
-    "expand_mask",
     "extract_bboxes",
-    "minimize_mask",
-    "mold_image",
-    "parse_image_meta",
-    "resize_image",
-    "resize_mask",
-    "unmold_image",
-    "unmold_mask",
     "DataGenerator",
     "load_image_gt",
+    "load_sample",
     "AnnotationFormatError",
     "CocoDataset",
     "ViaDataset",

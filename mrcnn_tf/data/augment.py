@@ -16,14 +16,12 @@ does not shift the others' draws in a way that depends on the outcome.
 """
 
 import numpy as np
-from skimage.transform import resize
+import tensorflow as tf
+
+from mrcnn_tf.ops.image import LUMA_WEIGHTS, resize_bilinear, scale_masks
 
 __all__ = ["HorizontalFlip", "VerticalFlip", "Rotate90", "ScaleJitter", "RandomCrop",
            "ColorJitter", "Compose", "default_augmentation", "from_albumentations"]
-
-# ITU-R BT.601 luma weights, as PIL's "L" conversion uses.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
-MASK_THRESHOLD = 0.5
 
 
 def _check(image, masks):
@@ -82,19 +80,21 @@ class Rotate90(_Flip):
         return np.ascontiguousarray(image), np.ascontiguousarray(masks)
 
 
-def _resize_masks(masks, out_hw):
-    """Bilinear resize of each mask, then > 0.5 (as ``resize_mask``)."""
-    out = np.zeros(tuple(out_hw) + (masks.shape[2],), bool)
-    for i in range(masks.shape[2]):  # one channel at a time bounds float memory
-        out[:, :, i] = resize(masks[:, :, i].astype(np.float32), out_hw, order=1, mode="edge",
-                              anti_aliasing=False) > MASK_THRESHOLD
-    return out
+@tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32),
+                              tf.TensorSpec([None, None, None], tf.bool),
+                              tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
+def _scale(image, masks, height, width):
+    """Image and masks resized to ``height x width`` as the model's input is (traced once)."""
+    with tf.device("/CPU:0"):
+        return resize_bilinear(image, height, width), scale_masks(masks, height, width)
 
 
 class ScaleJitter:
     """Resize by a factor drawn log-uniformly from [min_scale, max_scale]
-    (log-uniform so 0.8 and 1.25 are equally likely). Image bilinear,
-    masks bilinear then > 0.5. Output [round(H * s), round(W * s), ...]."""
+    (log-uniform so 0.8 and 1.25 are equally likely). Image and masks are
+    resized as the model's input is (``ops.image.resize_bilinear``, masks
+    ``ops.image.scale_masks``), the image rounded back to uint8. Output
+    [round(H * s), round(W * s), ...]."""
 
     def __init__(self, min_scale=0.8, max_scale=1.25):
         if not 0 < min_scale <= max_scale:
@@ -108,10 +108,8 @@ class ScaleJitter:
                   max(1, int(round(image.shape[1] * scale))))
         if out_hw == image.shape[:2]:
             return image, masks
-        resized = resize(image, out_hw + (3,), order=1, mode="edge", preserve_range=True,
-                         anti_aliasing=False)
-        image = np.clip(np.round(resized), 0, 255).astype(np.uint8)
-        return image, _resize_masks(masks, out_hw)
+        resized, masks = _scale(image.astype(np.float32), masks, *out_hw)
+        return np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8), masks.numpy()
 
     def __repr__(self):
         return f"ScaleJitter(min_scale={self.min_scale}, max_scale={self.max_scale})"

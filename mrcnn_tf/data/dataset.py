@@ -14,13 +14,11 @@ class ``0`` is always the background "BG", images are ``0 .. num_images-1``.
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mrcnn_tf.data.validation import to_rgb_uint8
+
 BACKGROUND_CLASS_ID = 0
 BACKGROUND_CLASS_NAME = "BG"
 
-# Scale from 16-bit to 8-bit: 65535 / 257 == 255 exactly. A fixed divisor
-# (rather than each image's own maximum) keeps brightness comparable across
-# images, which is what a detector trained on them needs.
-UINT16_TO_UINT8 = 257.0
 
 
 class ImageLoadError(ValueError):
@@ -162,9 +160,11 @@ class Dataset:
 
         Conversions: grey, palette and CMYK go through PIL's RGB conversion;
         alpha is dropped (the colour under it is kept, not composited);
-        16-bit pixels are divided by 257 (65535 -> 255); 32-bit integer
-        pixels in [0, 65535] are treated as 16-bit, other ranges and float
-        pixels are scaled linearly (floats in [0, 1] by 255, else min..max).
+        16-bit, 32-bit and float pixels as ``detect()`` converts arrays
+        (``mrcnn_tf.data.validation.to_rgb_uint8``): 16-bit divided by 257
+        (a fixed divisor keeps brightness comparable across images), wider
+        integers as is within 0..255 and as 16-bit within 0..65535, floats
+        times 255 within 0..1; other ranges stretched min..max.
 
         Raises:
             ImageLoadError (a ValueError): the file is missing or unreadable;
@@ -180,7 +180,7 @@ class Dataset:
             with Image.open(path) as image:
                 image.load()  # decode now so a truncated file fails here
                 image = ImageOps.exif_transpose(image)
-                return _to_rgb_uint8(image)
+                return _to_rgb_uint8(image, f"image {image_id}")
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
             raise ImageLoadError(
                 f"Cannot read image {image_id} ({info['source']}.{info['id']}) "
@@ -206,34 +206,13 @@ def _short_name(name):
     return str(name).split(",")[0]
 
 
-def _to_rgb_uint8(image):
-    """PIL image of any mode -> uint8 [H, W, 3]."""
-    if image.mode.startswith("I;16"):
-        pixels = np.asarray(image).astype(np.float64) / UINT16_TO_UINT8
-    elif image.mode == "I":
-        pixels = np.asarray(image).astype(np.float64)
-        if pixels.size and pixels.min() >= 0 and pixels.max() <= 65535:
-            pixels /= UINT16_TO_UINT8
-        else:
-            pixels = _stretch_to_255(pixels)
-    elif image.mode == "F":
-        pixels = np.asarray(image).astype(np.float64)
-        if pixels.size and pixels.min() >= 0 and pixels.max() <= 1:
-            pixels *= 255.0
-        else:
-            pixels = _stretch_to_255(pixels)
-    else:
-        if image.mode in ("P", "PA"):
-            # Via RGBA: palette transparency would otherwise warn and be lost.
-            image = image.convert("RGBA")
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    grey = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
-    return np.repeat(grey[:, :, np.newaxis], 3, axis=2)
-
-
-def _stretch_to_255(pixels):
-    """Map min..max linearly onto 0..255 (a constant image becomes 0)."""
-    low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
-    if high <= low:
-        return np.zeros_like(pixels)
-    return (pixels - low) * (255.0 / (high - low))
+def _to_rgb_uint8(image, name):
+    """PIL image of any mode -> uint8 [H, W, 3]: 16-bit, 32-bit and float modes
+    through :func:`to_rgb_uint8` (as ``detect()`` converts arrays), the others
+    through PIL's RGB conversion."""
+    if image.mode.startswith("I") or image.mode == "F":
+        return to_rgb_uint8(np.asarray(image), name)
+    if image.mode in ("P", "PA"):
+        # Via RGBA: palette transparency would otherwise warn and be lost.
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()

@@ -1,19 +1,55 @@
-"""From a Dataset to training batches: load_image_gt and the DataGenerator."""
+"""From a Dataset to training batches: load_image_gt and the DataGenerator.
 
+The geometry is the TF ops of ``ops/image.py`` and ``ops/masks.py``, the
+inference path's own, run on the CPU one image at a time (traced once per
+configuration, for any image size): resize and pad (or crop) with ``resize_image`` /
+``resize_masks``, mini masks with ``crop_masks``, batch padding with
+``batch_molded_size`` / ``pad_to_batch``, then ``normalize``. Random draws
+(crop offsets, augmentation, RPN sampling) come from the generator's numpy
+``rng`` only, so seeded runs are reproducible in any worker order.
+"""
+
+import functools
 import math
+import multiprocessing
 import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mrcnn_tf.data.dataset import ImageLoadError
-from mrcnn_tf.data.targets import build_rpn_targets
-from mrcnn_tf.data.transforms import (compose_image_meta, extract_bboxes, minimize_mask,
-                                      mold_image, resize_image, resize_mask)
+from mrcnn_tf.data.targets import build_rpn_targets, extract_bboxes
+from mrcnn_tf.image_meta import compose_image_meta
 from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
+from mrcnn_tf.ops.image import (SIZE_MULTIPLE, batch_molded_size, normalize, pad_to_batch,
+                                random_crop_offset, resize_image, resize_masks, scaled_size)
+from mrcnn_tf.ops.masks import crop_masks
 
-# The FPN halves the image five times (P2..P6) and upsamples back: sides must divide by 64.
-IMAGE_SIDE_MULTIPLE = 64
+# Data preparation stays on the host, whatever devices train.
+DATA_DEVICE = "/CPU:0"
+
+
+def _check_start_method(use_multiprocessing):
+    """Worker processes must not be forked: TensorFlow is not fork-safe (a forked child
+    hangs in the first op that needs the thread pool its parent already used)."""
+    method = multiprocessing.get_start_method(allow_none=True) or \
+        multiprocessing.get_all_start_methods()[0]  # the first is the platform's default
+    if use_multiprocessing and method == "fork":
+        raise ValueError(
+            "use_multiprocessing=True with the 'fork' start method: the generator runs "
+            "TensorFlow ops, which hang in forked worker processes. Use threads "
+            "(workers=N, use_multiprocessing=False; the TF ops release the GIL), or call "
+            "multiprocessing.set_start_method('forkserver') (or 'spawn') once at program "
+            "start, under `if __name__ == \"__main__\":`")
+
+
+def side_multiple(config):
+    """What the molded batch's sides must divide by: 64 (P6's stride) for the classic
+    modes, IMAGE_PAD_MULTIPLE for "shortest_edge" (the batch is padded up to it)."""
+    if config.IMAGE_RESIZE_MODE == "shortest_edge":
+        return int(config.IMAGE_PAD_MULTIPLE)
+    return SIZE_MULTIPLE
 
 
 def _check_instances(dataset, image_id, image, masks, class_ids):
@@ -32,6 +68,108 @@ def _check_instances(dataset, image_id, image, masks, class_ids):
                          f"negative ids mark crowd regions)")
 
 
+@functools.lru_cache(maxsize=None)
+def _traced_resize(mode, min_dim, max_dim, min_scale, channels):
+    """resize_image + resize_masks of one configuration, traced once for every image size.
+
+    Returns:
+        tf.function (image float32 [H, W, C], masks bool [H, W, N], crop_yx
+        int32 [2], read in "crop" mode only) -> (image float32 [h, w, C],
+        window int32 [4], scale float32 [2], masks bool [h, w, N]).
+    """
+    @tf.function(input_signature=[tf.TensorSpec([None, None, channels], tf.float32),
+                                  tf.TensorSpec([None, None, None], tf.bool),
+                                  tf.TensorSpec([2], tf.int32)])
+    def resize(image, masks, crop_yx):
+        with tf.device(DATA_DEVICE):
+            resized = resize_image(image, mode, min_dim, max_dim, min_scale,
+                                   crop_yx if mode == "crop" else None)
+            return (resized["image"], resized["window"], resized["scale"],
+                    resize_masks(masks, resized))
+
+    return resize
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_crop_masks(output_size):
+    """crop_masks to ``output_size``, traced once: (masks bool [H, W, N], boxes [N, 4]) -> bool."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.bool),
+                                  tf.TensorSpec([None, 4], tf.float32)])
+    def crop(masks, boxes):
+        with tf.device(DATA_DEVICE):
+            return crop_masks(masks, boxes, output_size)
+
+    return crop
+
+
+def _resize(image, masks, config, rng):
+    """Mold one image and its masks the way the model sees them ("crop": at an offset from
+    ``rng``). Returns numpy (image, window, scale, masks) as :func:`_traced_resize`."""
+    mode = config.IMAGE_RESIZE_MODE
+    min_dim, max_dim, min_scale = config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE
+    crop_yx = (0, 0)
+    if mode == "crop":
+        with tf.device(DATA_DEVICE):
+            _, height, width = scaled_size(image.shape[0], image.shape[1], mode, min_dim, max_dim,
+                                           min_scale)
+        crop_yx = random_crop_offset((int(height), int(width)), int(min_dim), rng)
+    resize = _traced_resize(mode, min_dim, max_dim, min_scale, int(config.IMAGE_CHANNEL_COUNT))
+    outputs = resize(np.asarray(image, np.float32), masks, np.array(crop_yx, np.int32))
+    return tuple(value.numpy() for value in outputs)
+
+
+def load_sample(dataset, config, image_id, augmentation=None, rng=None):
+    """One image and its ground truth, molded the way the model sees them (before batching).
+
+    Args: as :func:`load_image_gt`.
+    Returns:
+        dict: ``image`` float32 [h, w, C] molded pixel values (0..255,
+        unrounded, not normalised, padding 0); ``info`` the image's image
+        info (``ops/image.py``) as numpy: ``original_size`` int32 [(H, W)] of
+        the image that was resized (after augmentation), ``molded_size``
+        int32 [(h, w)], ``window`` int32 [(y1, x1, y2, x2)] molded pixels,
+        ``scale`` float32 [(sy, sx)]; ``image_id`` int; ``active_class_ids``
+        int32 [NUM_CLASSES]; ``class_ids`` int32 [N]; ``boxes`` int32
+        [N, (y1, x1, y2, x2)] molded pixels, y2/x2 exclusive; ``masks`` bool
+        [h, w, N], or [mh, mw, N] mini masks (``crop_masks`` of each box).
+        Instances whose mask is empty after augmenting/resizing are dropped.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+    image = dataset.load_image(image_id)
+    masks, class_ids = dataset.load_mask(image_id)
+    masks, class_ids = np.asarray(masks, bool), np.asarray(class_ids, np.int32)
+    _check_instances(dataset, image_id, image, masks, class_ids)
+    if augmentation is not None:
+        image, masks = augmentation(image, masks, rng)
+    molded, window, scale, masks = _resize(image, masks, config, rng)
+    keep = masks.any(axis=(0, 1))
+    masks, class_ids = masks[:, :, keep], class_ids[keep]
+    boxes = extract_bboxes(masks)
+    if config.USE_MINI_MASK:
+        crop = _traced_crop_masks(tuple(int(v) for v in config.MINI_MASK_SHAPE))
+        masks = crop(masks, boxes.astype(np.float32)).numpy()
+    info = {"original_size": np.array(image.shape[:2], np.int32),
+            "molded_size": np.array(molded.shape[:2], np.int32), "window": window, "scale": scale}
+    # Config-sized: a dataset may use fewer classes than the model (the rest stay inactive).
+    active_class_ids = np.zeros([config.NUM_CLASSES], np.int32)
+    source = dataset.image_info[image_id]["source"]
+    active_class_ids[dataset.source_class_ids[source]] = 1
+    return {"image": molded, "info": info, "image_id": int(image_id),
+            "active_class_ids": active_class_ids, "class_ids": class_ids, "boxes": boxes,
+            "masks": masks}
+
+
+def _compose_meta(samples, molded_hw, config):
+    """The batch's meta vectors: each sample's info, with the batch's molded size."""
+    info = {name: np.stack([s["info"][name] for s in samples])
+            for name in ("original_size", "window", "scale")}
+    info["molded_size"] = np.tile(np.asarray(molded_hw, np.int32)[None], [len(samples), 1])
+    meta = compose_image_meta(info, np.stack([s["active_class_ids"] for s in samples]),
+                              image_ids=np.array([s["image_id"] for s in samples], np.int32),
+                              channels=config.IMAGE_CHANNEL_COUNT)
+    return meta.numpy()
+
+
 def load_image_gt(dataset, config, image_id, augmentation=None, rng=None):
     """Load one image and its ground truth, resized the way the model sees it.
 
@@ -44,43 +182,25 @@ def load_image_gt(dataset, config, image_id, augmentation=None, rng=None):
             recomputed from the transformed masks afterwards.
         rng: numpy Generator (random crop, augmentation).
     Returns:
-        image uint8 [H, W, 3] (molded size), image_meta float32 [META],
-        class_ids int32 [N], boxes int32 [N, (y1, x1, y2, x2)] pixels,
-        masks bool [H, W, N] or [mh, mw, N] (mini masks). Instances whose
-        mask is empty after resizing/augmenting are dropped.
+        image float32 [h, w, C] molded pixel values (0..255, unrounded, not
+        normalised), image_meta float32 [META] (the image alone: its own
+        molded size), class_ids int32 [N], boxes int32 [N, (y1, x1, y2, x2)]
+        molded pixels, masks bool [h, w, N] or [mh, mw, N] (mini masks).
+        Instances whose mask is empty after resizing/augmenting are dropped.
     """
-    rng = rng if rng is not None else np.random.default_rng()
-    image = dataset.load_image(image_id)
-    masks, class_ids = dataset.load_mask(image_id)
-    masks, class_ids = np.asarray(masks, bool), np.asarray(class_ids, np.int32)
-    _check_instances(dataset, image_id, image, masks, class_ids)
-    original_shape = image.shape
-    if augmentation is not None:
-        image, masks = augmentation(image, masks, rng)
-    image, window, scale, padding, crop = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
-    masks = resize_mask(masks, scale, padding, crop)
-
-    keep = masks.any(axis=(0, 1))
-    masks, class_ids = masks[:, :, keep], class_ids[keep]
-    boxes = extract_bboxes(masks)
-    if config.USE_MINI_MASK:
-        masks = minimize_mask(boxes, masks, config.MINI_MASK_SHAPE)
-
-    # Config-sized: a dataset may use fewer classes than the model (the rest stay inactive).
-    active_class_ids = np.zeros([config.NUM_CLASSES], np.int32)
-    source = dataset.image_info[image_id]["source"]
-    active_class_ids[dataset.source_class_ids[source]] = 1
-    meta = compose_image_meta(image_id, original_shape, image.shape, window, scale, active_class_ids)
-    return image, meta, class_ids, boxes, masks
+    sample = load_sample(dataset, config, image_id, augmentation, rng)
+    with tf.device(DATA_DEVICE):
+        meta = _compose_meta([sample], sample["info"]["molded_size"], config)[0]
+    return sample["image"], meta, sample["class_ids"], sample["boxes"], sample["masks"]
 
 
 class DataGenerator(keras.utils.PyDataset):
     """Batches of model inputs for the training graph, for ``model.fit``.
 
     Each item is a dict keyed like the training model's inputs:
-    ``input_image`` float32 [B, H, W, 3] (mean subtracted),
+    ``input_image`` float32 [B, H, W, 3] (``ops.image.normalize``d with
+    MEAN_PIXEL, PIXEL_STD, INPUT_CHANNEL_ORDER; images smaller than the
+    batch's largest are padded bottom/right with black before normalising),
     ``input_image_meta`` [B, META], ``input_rpn_match`` int32 [B, A, 1],
     ``input_rpn_bbox`` [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4],
     ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES],
@@ -105,12 +225,15 @@ class DataGenerator(keras.utils.PyDataset):
             Only undecodable files are skipped: bad annotations still raise.
             With ``use_multiprocessing`` each worker keeps its own record.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``
-            of ``keras.utils.PyDataset``.
+            of ``keras.utils.PyDataset``. Worker processes need the
+            'forkserver' or 'spawn' start method (TensorFlow ops hang in
+            forked processes): ``use_multiprocessing`` with 'fork' raises.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, seed=None,
                  batches_per_epoch=None, skip_bad_images=False, **kwargs):
         super().__init__(**kwargs)
+        _check_start_method(self.use_multiprocessing)
         self.skip_bad_images = skip_bad_images
         self.skipped_images = {}  # image id -> why it could not be read
         self._skipped_this_epoch = set()  # ids replaced since the last warning
@@ -166,13 +289,13 @@ class DataGenerator(keras.utils.PyDataset):
             f"image {image_id}: {self.skipped_images.get(image_id, '')}")
 
     def _load(self, image_id, rng):
-        """load_image_gt, or with skip_bad_images a readable image in place of a broken file."""
+        """load_sample, or with skip_bad_images a readable image in place of a broken file."""
         while True:
             candidate = self._substitute(image_id)
             if candidate != image_id:
                 self._skipped_this_epoch.add(int(image_id))
             try:
-                return load_image_gt(self.dataset, self.config, candidate, self.augmentation, rng)
+                return load_sample(self.dataset, self.config, candidate, self.augmentation, rng)
             except ImageLoadError as error:
                 if not self.skip_bad_images:
                     raise  # as raised: it names the file and the image id
@@ -220,38 +343,41 @@ class DataGenerator(keras.utils.PyDataset):
         """The input dict for ``image_ids`` (see the class docstring)."""
         config = self.config
         samples = [self._load(i, rng) for i in image_ids]
-        height = max(s[0].shape[0] for s in samples)
-        width = max(s[0].shape[1] for s in samples)
-        if height % IMAGE_SIDE_MULTIPLE or width % IMAGE_SIDE_MULTIPLE:
-            raise ValueError(f"molded images are {height}x{width}; the FPN needs sides divisible "
-                             f"by {IMAGE_SIDE_MULTIPLE} (use IMAGE_RESIZE_MODE 'square', 'pad64' "
-                             f"or 'crop' with IMAGE_*_DIM multiples of 64)")
+        with tf.device(DATA_DEVICE):
+            molded_hw = batch_molded_size(np.stack([s["info"]["molded_size"] for s in samples]),
+                                          config.IMAGE_RESIZE_MODE, config.IMAGE_PAD_MULTIPLE)
+            height, width = (int(v) for v in molded_hw)
+            multiple = side_multiple(config)
+            if height % multiple or width % multiple:
+                raise ValueError(
+                    f"molded images are {height}x{width}; the FPN needs sides divisible by "
+                    f"{multiple} (IMAGE_RESIZE_MODE {config.IMAGE_RESIZE_MODE!r}: use 'square', "
+                    f"'pad64', 'crop' with IMAGE_*_DIM multiples of {SIZE_MULTIPLE}, or "
+                    f"'shortest_edge')")
+            images = tf.stack([pad_to_batch(s["image"], molded_hw) for s in samples])
+            images = normalize(images, config.MEAN_PIXEL, config.PIXEL_STD,
+                               config.INPUT_CHANNEL_ORDER).numpy()
+            metas = _compose_meta(samples, (height, width), config)
         anchors = pyramid_anchors_for_image((height, width), config.RPN_ANCHOR_SCALES,
                                             config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                                             config.RPN_ANCHOR_STRIDE, normalized=False)
         max_gt = config.MAX_GT_INSTANCES
         mask_hw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (height, width)
         batch = {
-            # Padding is a black pixel, molded: the same value resize_image pads with.
-            "input_image": np.broadcast_to(mold_image(np.zeros(config.IMAGE_CHANNEL_COUNT, np.uint8), config.MEAN_PIXEL),
-                                           [len(samples), height, width, config.IMAGE_CHANNEL_COUNT]).copy(),
-            "input_image_meta": np.zeros([len(samples), config.IMAGE_META_SIZE], np.float32),
+            "input_image": images,
+            "input_image_meta": metas,
             "input_rpn_match": np.zeros([len(samples), len(anchors), 1], np.int32),
             "input_rpn_bbox": np.zeros([len(samples), config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4], np.float32),
             "input_gt_class_ids": np.zeros([len(samples), max_gt], np.int32),
             "input_gt_boxes": np.zeros([len(samples), max_gt, 4], np.float32),
             "input_gt_masks": np.zeros([len(samples), mask_hw[0], mask_hw[1], max_gt], bool),
         }
-        for b, (image, meta, class_ids, boxes, masks) in enumerate(samples):
+        for b, sample in enumerate(samples):
+            class_ids, boxes, masks = sample["class_ids"], sample["boxes"], sample["masks"]
             if len(class_ids) > max_gt:  # keep a random subset rather than fail
                 keep = np.sort(rng.choice(len(class_ids), max_gt, replace=False))
                 class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
             n = len(class_ids)
-            # Images smaller than the batch's largest are padded bottom/right.
-            batch["input_image"][b, :image.shape[0], :image.shape[1]] = mold_image(image, config.MEAN_PIXEL)
-            meta = meta.copy()
-            meta[4:6] = (height, width)
-            batch["input_image_meta"][b] = meta
             rpn_match, rpn_bbox = build_rpn_targets(
                 anchors, class_ids, boxes, config.RPN_TRAIN_ANCHORS_PER_IMAGE,
                 config.RPN_BBOX_STD_DEV, rng)
@@ -259,5 +385,6 @@ class DataGenerator(keras.utils.PyDataset):
             batch["input_rpn_bbox"][b] = rpn_bbox
             batch["input_gt_class_ids"][b, :n] = class_ids
             batch["input_gt_boxes"][b, :n] = boxes
+            # Full-size masks are padded bottom/right like their image.
             batch["input_gt_masks"][b, :masks.shape[0], :masks.shape[1], :n] = masks
         return batch

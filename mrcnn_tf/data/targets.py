@@ -1,14 +1,36 @@
-"""RPN training targets: which anchors are objects, and their box deltas."""
+"""Ground truth for training: the tight boxes of instance masks, and the RPN targets
+(which anchors are objects, and their box deltas)."""
 
 import numpy as np
 
-from mrcnn_tf.losses import NEGATIVE_ANCHOR, NEUTRAL_ANCHOR, POSITIVE_ANCHOR
+from mrcnn_tf.modeling.rpn import NEGATIVE_ANCHOR, NEUTRAL_ANCHOR, POSITIVE_ANCHOR
 from mrcnn_tf.ops.boxes import box_iou, encode_boxes
 
 RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
 # Anchors touching a crowd region this much are never called background.
 RPN_CROWD_IOU = 0.001
+
+
+def extract_bboxes(masks):
+    """Tight boxes of instance masks.
+
+    Args:
+        masks: bool [H, W, N].
+    Returns:
+        int32 [N, (y1, x1, y2, x2)] pixels of ``masks``, y2/x2 exclusive; an
+        empty mask's box is all zeros.
+    """
+    masks = np.asarray(masks, bool)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [H, W, N], got shape {masks.shape}")
+    boxes = np.zeros([masks.shape[2], 4], np.int32)
+    for i in range(masks.shape[2]):
+        rows = np.flatnonzero(masks[:, :, i].any(axis=1))
+        cols = np.flatnonzero(masks[:, :, i].any(axis=0))
+        if rows.size:
+            boxes[i] = (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
+    return boxes
 
 
 def build_rpn_targets(anchors_px, gt_class_ids, gt_boxes_px, anchors_per_image, std_dev, rng):

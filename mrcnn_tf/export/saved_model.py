@@ -8,7 +8,9 @@ Layout written (TF Serving's ``--model_base_path``)::
 
 Signatures (see ``signatures.py``): ``serving_default`` takes encoded
 JPEG/PNG bytes ``images`` tf.string [N]; ``serving_tensor`` takes ``images``
-uint8 [N, H, W, 3]. Both return ``num_detections`` int32 [N],
+uint8 [N, H, W, 3]; ``serving_padded`` takes ``images`` uint8 [N, Hmax, Wmax, 3]
+(image i in its top-left ``image_sizes[i]``) and ``image_sizes`` int32 [N, 2],
+for batches of different sizes (what ``MaskRCNN.detect`` runs). All return ``num_detections`` int32 [N],
 ``detection_boxes`` float32 [N, D, (y1, x1, y2, x2)] original pixels,
 ``detection_classes`` int32 [N, D], ``detection_scores`` float32 [N, D],
 ``detection_masks`` uint8 [N, D, Hmax, Wmax], ``image_sizes`` int32 [N, 2]
@@ -28,6 +30,7 @@ CLASS_NAMES_FILE = "class_names.txt"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 SIGNATURE_ENCODED = "serving_default"
 SIGNATURE_TENSOR = "serving_tensor"
+SIGNATURE_PADDED = "serving_padded"
 WARMUP_IMAGE_SIDE = 64
 
 
@@ -36,8 +39,9 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
     """Write ``model`` as ``export_dir/<version>/``, a SavedModel for TF Serving.
 
     Args:
-        model: a ``MaskRCNN``; a training-mode one is rebuilt in inference
-            mode with the same config and its weights copied by layer name.
+        model: a ``MaskRCNN`` of either mode: its ``inference_model`` (for a
+            training-mode one, the inference graph over its own sub-models)
+            is exported with the current weights.
         export_dir: the model base path; created if missing. Its basename
             is the model name in the warm-up request (TF Serving's
             ``--model_name`` is usually the same).
@@ -63,8 +67,7 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
         raise FileExistsError(f"version directory already exists: {final_dir}")
     os.makedirs(export_dir, exist_ok=True)
 
-    keras_model = _inference_keras_model(model)
-    module = ServingModule(keras_model, config, max_image_size, include_box_masks)
+    module = ServingModule(model.inference_model, config, max_image_size, include_box_masks)
     # Written beside the final name and renamed at the end: TF Serving polls
     # the base path and must never load a half-written version (it ignores
     # names that are not integers).
@@ -78,6 +81,7 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
         tf.saved_model.save(module, saved, signatures={
             SIGNATURE_ENCODED: module.serve_encoded.get_concrete_function(),
             SIGNATURE_TENSOR: module.serve_tensor.get_concrete_function(),
+            SIGNATURE_PADDED: module.serve_padded.get_concrete_function(),
         })
         os.makedirs(os.path.join(saved, "assets.extra"))
         model_name = os.path.basename(export_dir) or config.NAME
@@ -113,21 +117,6 @@ def _next_version(export_dir):
     versions = [int(name) for name in os.listdir(export_dir)
                 if re.fullmatch(r"\d+", name) and os.path.isdir(os.path.join(export_dir, name))]
     return max(versions, default=0) + 1
-
-
-def _inference_keras_model(model):
-    """The inference Keras model of ``model``; copies weights by name from a training one."""
-    if getattr(model, "mode", "inference") == "inference":
-        return model.keras_model
-    from mrcnn_tf.model.mask_rcnn import MaskRCNN  # here: export must not import the trainer eagerly
-    from mrcnn_tf.weights import load_weights_by_name, save_weights_by_name
-
-    inference = MaskRCNN("inference", model.config, model_dir=model.model_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "weights.h5")
-        save_weights_by_name(model.keras_model, path)
-        load_weights_by_name(inference.keras_model, path)
-    return inference.keras_model
 
 
 # ----------------------------------------------------------------- warm-up

@@ -139,3 +139,15 @@ def normalize_boxes(boxes_px, image_hw):
 def denormalize_boxes(boxes_norm, image_hw):
     """Normalised boxes ``[..., 4]`` -> pixel boxes (exact inverse of normalize_boxes)."""
     return tf.cast(boxes_norm, tf.float32) * _scale_of(image_hw)
+
+
+def nonzero_rows(boxes):
+    """bool [...]: rows of ``boxes [..., 4]`` that are not all-zero padding."""
+    return tf.reduce_any(tf.not_equal(boxes, 0.0), axis=-1)
+
+
+def pad_rows(tensor, rows, value=0):
+    """Pad (or cut) axis 0 of ``tensor`` to exactly ``rows`` rows."""
+    tensor = tensor[:rows]
+    padding = [[0, rows - tf.shape(tensor)[0]]] + [[0, 0]] * (tensor.shape.rank - 1)
+    return tf.pad(tensor, padding, constant_values=value)

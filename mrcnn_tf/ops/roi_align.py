@@ -13,6 +13,12 @@ first and last *sample centres* as the box gives exactly the ``m*r`` sample
 grid, which is then average-pooled ``r x r``: exact RoIAlign on the fused
 kernel. Padding the map by one edge-replicated pixel makes the
 extrapolation rule match the border rule above.
+
+In a graph the kernel runs in a one-op function of its own, with Grappler's
+memory optimizer off there (see :func:`_crop_and_resize`): that optimizer
+costs every op statically, and the cost model of ``CropAndResize`` fails on
+a box count only known at run time (the per-level split always makes one),
+logging a multi-kilobyte "Error in PredictCost()" line per call site.
 """
 
 import math
@@ -89,11 +95,78 @@ def roi_align_unchecked(features, boxes, box_indices, out_h, out_w, sampling_rat
     last_x = x2 - 0.5 * step_x + 0.5
     crop_boxes = tf.stack([first_y / (padded_h - 1.0), first_x / (padded_w - 1.0),
                            last_y / (padded_h - 1.0), last_x / (padded_w - 1.0)], axis=1)
-    samples = tf.image.crop_and_resize(padded, crop_boxes, box_indices, [samples_h, samples_w],
-                                       method="bilinear", extrapolation_value=0.0)
+    samples = _crop_and_resize(padded, crop_boxes, box_indices, samples_h, samples_w)
     if sampling_ratio > 1:
         samples = tf.nn.avg_pool2d(samples, sampling_ratio, sampling_ratio, "VALID")
     return tf.cast(samples, compute_dtype)
+
+
+def _crop_and_resize(image, boxes, box_indices, crop_h, crop_w):
+    """``tf.image.crop_and_resize`` (bilinear, extrapolation 0) that Grappler does not cost.
+
+    Grappler's memory optimizer schedules each graph on a simulated device,
+    costing every op. ``CropAndResize``'s cost model multiplies by the box
+    count, which is unknown here (boxes per FPN level, detections per image,
+    any batch), and on an unknown count it fails and logs the whole op
+    (``op_level_cost_estimator ... Error in PredictCost()``). So in a graph
+    the op runs in its own non-inlined function, called with the memory
+    optimizer off: for one op it has nothing to schedule or swap, and the
+    rest of the graph keeps every Grappler pass. Gradients are the op's own
+    (image and boxes), given explicitly since a function call has none.
+    Eagerly (no Grappler) or with a static box count (costed fine) the op
+    runs as is.
+    """
+    box_indices = tf.cast(box_indices, tf.int32)
+    if tf.executing_eagerly() or boxes.shape[0] is not None:
+        return tf.image.crop_and_resize(image, boxes, box_indices, [crop_h, crop_w],
+                                        method="bilinear", extrapolation_value=0.0)
+    kernel = _crop_and_resize_function(image.shape[-1], crop_h, crop_w)
+
+    @tf.custom_gradient
+    def crop(image, boxes):
+        crops, = tf.raw_ops.PartitionedCall(args=[image, boxes, box_indices], Tout=[tf.float32],
+                                            f=kernel, config_proto=_no_memory_optimizer_config())
+        crops.set_shape([boxes.shape[0], crop_h, crop_w, image.shape[-1]])
+
+        def grad(upstream):
+            d_image = tf.raw_ops.CropAndResizeGradImage(
+                grads=upstream, boxes=boxes, box_ind=box_indices, image_size=tf.shape(image),
+                T=tf.float32, method="bilinear")
+            d_boxes = tf.raw_ops.CropAndResizeGradBoxes(
+                grads=upstream, image=image, boxes=boxes, box_ind=box_indices, method="bilinear")
+            return d_image, d_boxes
+
+        return crops, grad
+
+    return crop(image, boxes)
+
+
+_CROP_FUNCTIONS = {}
+
+
+def _crop_and_resize_function(channels, crop_h, crop_w):
+    """The one-op CropAndResize function for this channel count and crop size."""
+    key = (channels, crop_h, crop_w)
+    if key not in _CROP_FUNCTIONS:
+        def kernel(image, boxes, box_indices):
+            return tf.raw_ops.CropAndResize(image=image, boxes=boxes, box_ind=box_indices,
+                                            crop_size=[crop_h, crop_w], method="bilinear",
+                                            extrapolation_value=0.0)
+
+        # _noinline: an inlined body would rejoin the caller's graph and its memory optimizer.
+        _CROP_FUNCTIONS[key] = tf.function(
+            kernel, experimental_attributes={"_noinline": True}).get_concrete_function(
+                tf.TensorSpec([None, None, None, channels], tf.float32),
+                tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.int32))
+    return _CROP_FUNCTIONS[key]
+
+
+def _no_memory_optimizer_config():
+    """Serialized ConfigProto for the call: TF's default for functions, memory optimizer off."""
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=tf.config.get_soft_device_placement())
+    rewrite = config.graph_options.rewrite_options
+    rewrite.memory_optimization = rewrite.NO_MEM_OPT
+    return config.SerializeToString()
 
 
 def fpn_level(boxes_px, k0=4, canonical_size=224, min_level=2, max_level=5):

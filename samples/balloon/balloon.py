@@ -30,10 +30,9 @@ import sys
 
 import numpy as np
 
-from mrcnn_tf import Config
-from mrcnn_tf.cli import backbone_weights_for, load_model
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+from mrcnn_tf import Config, presets
+from mrcnn_tf.cli import IMAGE_SUFFIXES, backbone_weights_for, load_model
+from mrcnn_tf.config import BACKBONES
 
 
 class BalloonConfig(Config):
@@ -48,18 +47,11 @@ class BalloonConfig(Config):
     DETECTION_MIN_CONFIDENCE = 0.9
 
 
-# --tiny: 128 px images, narrow heads, few RoIs; a CPU runs an epoch of 2 steps in seconds.
-TINY = dict(IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
-            RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128), TOP_DOWN_PYRAMID_SIZE=32, RPN_CONV_CHANNELS=64,
-            FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32, PRE_NMS_LIMIT=500,
-            POST_NMS_ROIS_TRAINING=64, POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16,
-            DETECTION_MIN_CONFIDENCE=0.0, DETECTION_MAX_INSTANCES=8)
-
-
 def make_config(backbone="resnet50", weights="none", tiny=False):
     """BalloonConfig for the command line; fails early and clearly on unusable weights."""
+    # --tiny: 128 px images, narrow heads, few RoIs; a CPU runs an epoch of 2 steps in seconds.
     return BalloonConfig(BACKBONE=backbone, BACKBONE_WEIGHTS=backbone_weights_for(weights, backbone),
-                         **(TINY if tiny else {}))
+                         **(presets.tiny(128) if tiny else {}))
 
 
 def load_split(dataset_dir, subset):
@@ -203,7 +195,7 @@ def parse_args(argv=None):
     parser.add_argument("--weights", help="'none', 'imagenet' (backbone only), 'last' or a checkpoint .h5 "
                                           "(default: none for train, last otherwise)")
     parser.add_argument("--model-dir", default="logs", help="directory of training runs (default: logs)")
-    parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101", "small"])
+    parser.add_argument("--backbone", default="resnet50", choices=BACKBONES)
     parser.add_argument("--epochs", type=int, default=30, help="train: the epoch to stop at")
     parser.add_argument("--heads-epochs", type=int,
                         help="train from pretrained weights: epochs of heads only (default: a third)")

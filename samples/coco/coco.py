@@ -20,15 +20,9 @@ import argparse
 import os
 import sys
 
-from mrcnn_tf import Config
+from mrcnn_tf import Config, presets
 from mrcnn_tf.cli import backbone_weights_for, load_model
-
-# --tiny: 64 px images, narrow heads, few RoIs.
-TINY = dict(IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
-            RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32, RPN_CONV_CHANNELS=64,
-            FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32, POST_NMS_ROIS_TRAINING=64,
-            POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, DETECTION_MIN_CONFIDENCE=0.0,
-            DETECTION_MAX_INSTANCES=8)
+from mrcnn_tf.config import BACKBONES
 
 
 class CocoConfig(Config):
@@ -43,7 +37,8 @@ class CocoConfig(Config):
 def make_config(num_classes, backbone="resnet50", weights="none", tiny=False):
     """CocoConfig for the command line; fails early and clearly on unusable weights."""
     return CocoConfig(NUM_CLASSES=num_classes, BACKBONE=backbone,
-                      BACKBONE_WEIGHTS=backbone_weights_for(weights, backbone), **(TINY if tiny else {}))
+                      BACKBONE_WEIGHTS=backbone_weights_for(weights, backbone),
+                      **(presets.tiny(64) if tiny else {}))  # --tiny: 64 px, narrow heads, few RoIs
 
 
 def load_dataset(annotations, images, class_ids):
@@ -65,7 +60,7 @@ def parse_args(argv=None):
     parser.add_argument("--class-ids", type=int, nargs="+", help="only these COCO category ids")
     parser.add_argument("--weights", help="'none', 'imagenet', 'last' or a checkpoint .h5 "
                                           "(default: none for train, last for evaluate)")
-    parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101", "small"])
+    parser.add_argument("--backbone", default="resnet50", choices=BACKBONES)
     parser.add_argument("--model-dir", default="logs", help="directory of training runs (default: logs)")
     parser.add_argument("--epochs", type=int, default=40, help="train: the epoch to stop at")
     parser.add_argument("--layers", default=None,

@@ -4,7 +4,7 @@ The default ``CustomDataset`` reads this folder layout (replace ``load_custom``
 and ``load_mask`` for your annotation format; nothing else needs to change):
 
     DATASET/classes.txt               one class name per line
-    DATASET/train/images/NAME.png     the images (PNG or JPEG)
+    DATASET/train/images/NAME.png     the images (PNG, JPEG, BMP, GIF or TIFF)
     DATASET/train/masks/NAME.png      one label per pixel: 0 background, 1..N the
                                       instances (each its own value; grey PNG, or an
                                       RGB PNG where each instance is its own colour)
@@ -25,9 +25,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from mrcnn_tf import Config, Dataset, MaskRCNN
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from mrcnn_tf import Config, Dataset, MaskRCNN, presets
+from mrcnn_tf.cli import IMAGE_SUFFIXES
 
 
 class CustomDataset(Dataset):
@@ -89,14 +88,6 @@ class CustomConfig(Config):
     VALIDATION_STEPS = 5
 
 
-# --tiny: the CPU smoke setting.
-TINY = dict(BACKBONE="small", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, STEPS_PER_EPOCH=2, VALIDATION_STEPS=1,
-            RPN_ANCHOR_SCALES=(8, 16, 24, 32, 48), TOP_DOWN_PYRAMID_SIZE=32, RPN_CONV_CHANNELS=64,
-            FPN_CLASSIF_FC_LAYERS_SIZE=64, MASK_HEAD_CHANNELS=32, POST_NMS_ROIS_TRAINING=64,
-            POST_NMS_ROIS_INFERENCE=32, TRAIN_ROIS_PER_IMAGE=16, DETECTION_MIN_CONFIDENCE=0.0,
-            DETECTION_MAX_INSTANCES=8)
-
-
 def load_subset(dataset_dir, subset):
     dataset = CustomDataset()
     dataset.load_custom(dataset_dir, subset)
@@ -121,7 +112,8 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     train = load_subset(args.dataset, "train")
-    config = CustomConfig(NUM_CLASSES=train.num_classes, **(TINY if args.tiny else {}))
+    tiny = presets.tiny(64, BACKBONE="small") if args.tiny else {}  # 64 px, narrow heads, few RoIs
+    config = CustomConfig(NUM_CLASSES=train.num_classes, **tiny)
     if args.command == "train":
         val = load_subset(args.dataset, "val") if os.path.isdir(os.path.join(args.dataset, "val")) else None
         model = MaskRCNN("training", config, args.model_dir)

@@ -191,3 +191,106 @@ def ref_fpn_level(box_px, k0=4, canonical=224, min_level=2, max_level=5):
         return min_level
     k = math.floor(k0 + math.log2(math.sqrt(area) / canonical))
     return int(min(max(k, min_level), max_level))
+
+
+# ------------------------------------------------------------ image and masks
+# Restated from the docstrings of ops/image.py and ops/masks.py: pixel i covers
+# [i, i + 1) and has its centre at i + 0.5; boxes (y1, x1, y2, x2), y2/x2 exclusive.
+
+
+def ref_scaled_size(height, width, mode, min_dim=None, max_dim=None, min_scale=None):
+    """(scale, new_h, new_w) of one image.
+
+    Classic modes (matterport): scale up so the short side is at least min_dim
+    (never down for it), then at least min_scale; "square"/"pad64" then scale
+    down if the rounded long side would exceed max_dim; sizes rounded (half to
+    even, as Python's round). "shortest_edge" (torchvision):
+    scale = min(min_dim / short, max_dim / long) computed in float32, sizes
+    floor(side * scale). "none": 1. Sizes are at least 1.
+    """
+    if mode == "none":
+        return 1.0, height, width
+    if mode == "shortest_edge":
+        scale = min(np.float32(min_dim) / np.float32(min(height, width)),
+                    np.float32(max_dim) / np.float32(max(height, width)))
+        scale = float(np.float32(scale))
+        new_h, new_w = math.floor(height * scale), math.floor(width * scale)
+    else:
+        scale = 1.0
+        if min_dim:
+            scale = max(scale, min_dim / min(height, width))
+        if min_scale and scale < min_scale:
+            scale = float(min_scale)
+        if max_dim and mode in ("square", "pad64") and round(max(height, width) * scale) > max_dim:
+            scale = max_dim / max(height, width)
+        new_h, new_w = round(height * scale), round(width * scale)
+    return scale, max(int(new_h), 1), max(int(new_w), 1)
+
+
+def _linear_taps(position, length):
+    """(low, high, fraction) of a bilinear read at index ``position``, clamped to the edge cells."""
+    position = min(max(position, 0.0), length - 1.0)
+    low = int(math.floor(position))
+    return low, min(low + 1, length - 1), position - low
+
+
+def ref_resize_bilinear(image, out_h, out_w):
+    """Half-pixel bilinear resize, no antialiasing: output pixel (i, j) reads the
+    input at index ((i + 0.5) * H / out_h - 0.5, (j + 0.5) * W / out_w - 0.5),
+    clamped to the edge cells. image [H, W, C] -> float64 [out_h, out_w, C]."""
+    image = np.asarray(image, np.float64)
+    height, width = image.shape[:2]
+    out = np.zeros((out_h, out_w, image.shape[2]), np.float64)
+    for i in range(out_h):
+        y0, y1, ty = _linear_taps((i + 0.5) * height / out_h - 0.5, height)
+        for j in range(out_w):
+            x0, x1, tx = _linear_taps((j + 0.5) * width / out_w - 0.5, width)
+            top = (1 - tx) * image[y0, x0] + tx * image[y0, x1]
+            bottom = (1 - tx) * image[y1, x0] + tx * image[y1, x1]
+            out[i, j] = (1 - ty) * top + ty * bottom
+    return out
+
+
+def ref_normalize(pixels, mean_pixel, pixel_std, channel_order):
+    """RGB pixels [..., 3] -> (pixel in channel_order - mean) / std, float64."""
+    pixels = np.asarray(pixels, np.float64)
+    if channel_order == "BGR":
+        pixels = pixels[..., [2, 1, 0]]
+    return (pixels - np.asarray(mean_pixel, np.float64)) / np.asarray(pixel_std, np.float64)
+
+
+def ref_paste_mask(mask, box, image_hw, threshold=0.5):
+    """Paste a box-relative [mh, mw] mask into an image of image_hw.
+
+    Pixel (i, j) is in the result iff its centre (i + 0.5, j + 0.5) lies in
+    [y1, y2) x [x1, x2) (and so in the image), and the mask's bilinear value
+    there is >= threshold: the mask's cell k has its centre at
+    y1 + (k + 0.5) * (y2 - y1) / mh, i.e. the centre reads index
+    (i + 0.5 - y1) * mh / (y2 - y1) - 0.5, clamped to the edge cells.
+    """
+    mask = np.asarray(mask, np.float64)
+    mask_h, mask_w = mask.shape
+    y1, x1, y2, x2 = (float(v) for v in box)
+    out = np.zeros(tuple(image_hw), bool)
+    for i in range(image_hw[0]):
+        cy = i + 0.5
+        if not y1 <= cy < y2:
+            continue
+        r0, r1, ty = _linear_taps((cy - y1) * mask_h / (y2 - y1) - 0.5, mask_h)
+        for j in range(image_hw[1]):
+            cx = j + 0.5
+            if not x1 <= cx < x2:
+                continue
+            c0, c1, tx = _linear_taps((cx - x1) * mask_w / (x2 - x1) - 0.5, mask_w)
+            top = (1 - tx) * mask[r0, c0] + tx * mask[r0, c1]
+            bottom = (1 - tx) * mask[r1, c0] + tx * mask[r1, c1]
+            out[i, j] = (1 - ty) * top + ty * bottom >= threshold
+    return out
+
+
+def ref_crop_mask(mask, box, output_size, threshold=0.5):
+    """A mini mask: cell (i, j) is the full mask's value at the cell's centre in
+    the box (RoIAlign, one sample per bin), then >= threshold. mask [H, W] -> bool."""
+    cells = ref_roi_align(np.asarray(mask, np.float64)[:, :, None], box, output_size,
+                          sampling_ratio=1)
+    return cells[:, :, 0] >= threshold

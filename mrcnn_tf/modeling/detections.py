@@ -1,11 +1,10 @@
-"""DetectionLayer: refined, per-class NMS-filtered final detections."""
+"""Inference: class/box head outputs -> final detections, and the mask head on them only."""
 
 import keras
 import tensorflow as tf
 
-from mrcnn_tf.layers.common import (check_fraction, check_positive_int, check_std_dev,
-                                    map_over_batch, nonzero_rows, pad_rows)
-from mrcnn_tf.ops.boxes import box_area, clip_boxes, decode_boxes
+from mrcnn_tf.modeling.checks import check_fraction, check_positive_int, check_std_dev
+from mrcnn_tf.ops.boxes import box_area, clip_boxes, decode_boxes, nonzero_rows, pad_rows
 from mrcnn_tf.ops.nms import batched_nms
 
 
@@ -41,7 +40,7 @@ class DetectionLayer(keras.layers.Layer):
         elems = (tf.cast(rois, tf.float32), tf.cast(class_probs, tf.float32),
                  tf.cast(bbox_deltas, tf.float32), tf.cast(window, tf.float32))
         signature = tf.TensorSpec([self.max_detections, 6], tf.float32)
-        return tf.stop_gradient(map_over_batch(self._detect_image, elems, signature))
+        return tf.stop_gradient(tf.map_fn(self._detect_image, elems, fn_output_signature=signature))
 
     def _detect_image(self, args):
         rois, class_probs, bbox_deltas, window = args
@@ -70,3 +69,49 @@ class DetectionLayer(keras.layers.Layer):
         return {**super().get_config(), "max_detections": self.max_detections,
                 "min_confidence": self.min_confidence, "nms_threshold": self.nms_threshold,
                 "bbox_std_dev": list(self.bbox_std_dev)}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class LeadingDetectionBoxes(keras.layers.Layer):
+    """Boxes of the detection rows that hold a detection in some image.
+
+    Detections are best first with padding (score 0) last, so the first
+    ``n = max over the batch of the valid count`` rows hold every detection.
+    The mask head then runs on n RoIs per image instead of all D slots.
+
+    Input: float [B, D, (y1, x1, y2, x2, class_id, score)].
+    Output: float [B, n, 4], 1 <= n <= D (one padding row when there is no
+    detection at all; :class:`PadToDetections` zeroes its values).
+    """
+
+    def call(self, detections):
+        valid = tf.cast(detections[..., 5] > 0, tf.int32)
+        # At least one row: TF's CPU 1x1 convolution mishandles an empty batch.
+        count = tf.maximum(tf.reduce_max(tf.reduce_sum(valid, axis=1)), 1)
+        return detections[:, :count, :4]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, 4)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class PadToDetections(keras.layers.Layer):
+    """Per-detection values back on all D detection slots, 0 where there is none.
+
+    Inputs (a list): values [B, n, ...] computed on
+    :class:`LeadingDetectionBoxes` (n <= D), and the detections
+    [B, D, 6] (score 0 rows are padding).
+    Output: [B, D, ...]; rows without a detection in their image are 0.
+    """
+
+    def call(self, inputs):
+        values, detections = inputs
+        rows = tf.shape(detections)[1]
+        padding = [[0, 0], [0, rows - tf.shape(values)[1]]] + [[0, 0]] * (values.shape.rank - 2)
+        values = tf.pad(values, padding)
+        valid = tf.cast(detections[..., 5] > 0, values.dtype)
+        return values * tf.reshape(valid, [tf.shape(valid)[0], rows] + [1] * (values.shape.rank - 2))
+
+    def compute_output_shape(self, input_shapes):
+        values_shape, detections_shape = input_shapes
+        return (values_shape[0], detections_shape[1], *values_shape[2:])

@@ -1,12 +1,16 @@
-"""DetectionTargetLayer: sample RoIs from proposals and build the head targets."""
+"""RoI sampling for training: proposals matched to ground truth, sampled, with head targets."""
 
 import keras
 import tensorflow as tf
 
-from mrcnn_tf.layers.common import (PADDING_CLASS_ID, check_fraction, check_positive_int,
-                                    check_std_dev, map_over_batch, nonzero_rows, pad_rows)
-from mrcnn_tf.ops.boxes import box_iou, encode_boxes
+from mrcnn_tf.modeling.checks import check_fraction, check_positive_int, check_std_dev
+from mrcnn_tf.ops.boxes import box_iou, encode_boxes, nonzero_rows, pad_rows
+from mrcnn_tf.ops.masks import MASK_THRESHOLD
 from mrcnn_tf.ops.roi_align import roi_align_unchecked
+
+# Target class id of a padding row (not a RoI): losses skip these rows.
+PADDING_CLASS_ID = -1
+
 
 # A negative RoI must overlap every crowd region less than this (matterport's rule):
 # a crowd region is ground truth that must be neither matched nor called background.
@@ -60,7 +64,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         t, p, (mh, mw) = self.rois_per_image, self.max_positives, self.mask_shape
         signature = (tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([t], tf.int32),
                      tf.TensorSpec([t, 4], tf.float32), tf.TensorSpec([p, mh, mw], tf.float32))
-        targets = map_over_batch(self._sample_image, tf.nest.map_structure(tf.stop_gradient, elems), signature)
+        targets = tf.map_fn(self._sample_image, tf.nest.map_structure(tf.stop_gradient, elems),
+                            fn_output_signature=signature)
         return [tf.stop_gradient(t) for t in targets]
 
     def _sample_image(self, args):
@@ -117,7 +122,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         boxes_in_mask_px = rois * tf.concat([mask_hw, mask_hw], axis=0)
         crops = roi_align_unchecked(gt_masks[..., None], boxes_in_mask_px, assigned,
                                     self.mask_shape[0], self.mask_shape[1], 2)
-        return tf.cast(crops[..., 0] >= 0.5, tf.float32)
+        return tf.cast(crops[..., 0] >= MASK_THRESHOLD, tf.float32)
 
     def compute_output_shape(self, input_shapes):
         b, t, (mh, mw) = input_shapes[0][0], self.rois_per_image, self.mask_shape
@@ -128,3 +133,13 @@ class DetectionTargetLayer(keras.layers.Layer):
                 "positive_ratio": self.positive_ratio, "bbox_std_dev": list(self.bbox_std_dev),
                 "mask_shape": list(self.mask_shape), "use_mini_mask": self.use_mini_mask,
                 "positive_iou": self.positive_iou}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class NormalizeBoxes(keras.layers.Layer):
+    """Pixel boxes [B, N, 4] -> boxes normalised by the image shape [B, >=2]."""
+
+    def call(self, inputs):
+        boxes_px, image_shape = inputs
+        hw = tf.cast(image_shape[:, :2], tf.float32)
+        return tf.cast(boxes_px, tf.float32) / tf.concat([hw, hw], axis=1)[:, None, :]

@@ -6,17 +6,15 @@ import re
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from mrcnn_tf.data.generator import DataGenerator
-from mrcnn_tf.model.callbacks import (GeneratorEpoch, NaNGuard, ValidationImages,
-                                      check_writable_model_dir)
+from mrcnn_tf.inference import InferencePipeline
+from mrcnn_tf.modeling.mask_rcnn import MODES, build_keras_model, build_submodels
+from mrcnn_tf.training.callbacks import GeneratorEpoch, NaNGuard, ValidationImages
 # Checkpoint names stay importable from here (samples, cli and notebooks use them).
-from mrcnn_tf.model.checkpoint import (CHECKPOINT_PATTERN, ResumeState, WeightsCheckpoint,  # noqa: F401
-                                       checkpoint_epoch, latest_checkpoint, learning_rate_record,
-                                       resume_optimizer)
-from mrcnn_tf.model.graph import MODES, build_keras_model
-from mrcnn_tf.model.inference import mold_inputs, unmold_detections
+from mrcnn_tf.training.checkpoint import (CHECKPOINT_PATTERN, ResumeState, WeightsCheckpoint,  # noqa: F401
+                                          check_writable_model_dir, checkpoint_epoch,
+                                          latest_checkpoint, learning_rate_record, resume_optimizer)
 from mrcnn_tf.weights import load_imagenet_backbone, load_weights_by_name, save_weights_by_name
 
 # Which layers each training stage trains (the classic stage names). Both the
@@ -38,6 +36,11 @@ class MaskRCNN:
     stages; an inference-mode instance loads the checkpoint and ``detect()``s.
     Other attributes (``summary``, ``count_params``, ...) are the Keras
     model's.
+
+    The weights live in four sub-models built once per instance
+    (``backbone_fpn``, ``rpn_model``, ``box_head``, ``mask_head``; see
+    :mod:`mrcnn_tf.modeling.mask_rcnn`); ``keras_model`` and ``inference_model``
+    are graphs over these same objects, so they share every variable.
     """
 
     def __init__(self, mode, config, model_dir="logs"):
@@ -50,8 +53,10 @@ class MaskRCNN:
         self.epoch = 0
         self.log_dir = None
         self._saved_optimizer_state = None  # ResumeState of a loaded checkpoint, until train() uses it
-        self.keras_model = _build_with_policy(mode, config)
-        self._detect_fn = None  # detect()'s graph, traced on first use
+        self._submodels = _build_with_policy(config, build_submodels, config)
+        self.keras_model = _build_with_policy(config, build_keras_model, mode, config, self._submodels)
+        self._inference_model = self.keras_model if mode == "inference" else None
+        self._pipeline = None  # detect()'s InferencePipeline, traced on first use
         if config.BACKBONE_WEIGHTS:
             report = load_imagenet_backbone(self.keras_model, config.BACKBONE_WEIGHTS, config.BACKBONE)
             print(f"backbone weights {config.BACKBONE_WEIGHTS}: {report}")
@@ -61,6 +66,42 @@ class MaskRCNN:
         if name == "keras_model":
             raise AttributeError(name)
         return getattr(self.keras_model, name)
+
+    @property
+    def inference_model(self):
+        """The inference-graph Keras model over this instance's sub-models.
+
+        ``keras_model`` itself in inference mode. In training mode an
+        inference graph built on first use over the same sub-model objects:
+        it shares their variables (training updates show in its outputs at
+        once, nothing is copied). Inputs ``input_image``, ``input_image_meta``;
+        outputs as in :func:`mrcnn_tf.modeling.mask_rcnn.build_inference_graph`.
+        """
+        if self._inference_model is None:
+            self._inference_model = _build_with_policy(self.config, build_keras_model, "inference",
+                                                       self.config, self._submodels)
+        return self._inference_model
+
+    def find_layer(self, name):
+        """The layer named ``name`` in ``keras_model``, nested sub-models searched too.
+
+        Top-level layers first, then each sub-model's (``fpn_p2`` is in
+        ``backbone_fpn``, ``mrcnn_mask`` in ``mask_head``); sub-models
+        themselves (``rpn_model``) are found too.
+        Raises:
+            ValueError naming ``name`` if no layer has it.
+        """
+        pending = [self.keras_model]
+        while pending:
+            children = []
+            for model in pending:
+                for layer in model.layers:
+                    if layer.name == name:
+                        return layer
+                    if isinstance(layer, keras.Model):
+                        children.append(layer)
+            pending = children
+        raise ValueError(f"no layer named {name!r} in the {self.mode} model or its sub-models")
 
     # ----------------------------------------------------------------- weights
     def find_last(self):
@@ -78,7 +119,7 @@ class MaskRCNN:
         in file). A checkpoint of this package (``mask_rcnn_<name>_<epoch>.h5``)
         also sets the epoch counter and run directory, so ``train()``
         continues the run, with its optimizer state when it continues the
-        same stage (see :mod:`mrcnn_tf.model.checkpoint`).
+        same stage (see :mod:`mrcnn_tf.training.checkpoint`).
 
         Args:
             filepath: an ``.h5`` in the classic by-name layout (what our
@@ -190,7 +231,8 @@ class MaskRCNN:
                      WeightsCheckpoint(checkpoint, training=record),
                      keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
         if val_dataset is not None and log_images:
-            callbacks.append(ValidationImages(val_dataset, config, log_dir, max_images=log_images))
+            callbacks.append(ValidationImages(val_dataset, config, log_dir, max_images=log_images,
+                                              detector=self))
         callbacks.extend(custom_callbacks or [])
 
         self.set_trainable(layers)
@@ -215,73 +257,54 @@ class MaskRCNN:
 
     # --------------------------------------------------------------- inference
     def detect(self, images, verbose=0):
-        """Detect instances in a list of RGB images (any sizes).
+        """Detect instances in a list of images (any sizes), with the current weights.
+
+        Runs the inference pipeline (``mrcnn_tf.inference``): the same
+        traced graph the SavedModel serves, on ``inference_model`` (in
+        training mode too: it shares this model's variables).
 
         Args:
-            images: list of uint8 [H, W, 3] arrays.
-            verbose: 1 prints the molded shapes.
+            images: list of grey [H, W] / [H, W, 1], RGB [H, W, 3] or RGBA
+                arrays, uint8, uint16 or float, converted as
+                ``Dataset.load_image`` converts pixels.
+            verbose: 1 prints the batch shapes.
         Returns:
-            one dict per image: ``rois`` int32 [N, (y1, x1, y2, x2)] in the
-            image's pixels, ``class_ids`` int32 [N], ``scores`` float32 [N],
-            ``masks`` bool [H, W, N] at the image's size.
+            one dict per image: ``boxes`` float32 [N, (y1, x1, y2, x2)] and
+            ``rois`` int32 [N, 4] (rounded) in the image's pixels,
+            ``class_ids`` int32 [N], ``scores`` float32 [N], ``masks`` bool
+            [H, W, N] at the image's size.
+        Raises:
+            ValueError / TypeError naming the image (``"image 2"``) for
+            unusable pixels: NaN, wrong rank, 2 or 5 channels, empty.
         """
-        if self.mode != "inference":
-            raise ValueError("detect() needs a model built with mode='inference'")
         if len(images) == 0:
             return []
-        molded, metas, windows = mold_inputs(images, self.config)
+        if self._pipeline is None:
+            self._pipeline = InferencePipeline(self.inference_model, self.config)
         if verbose:
-            print(f"Processing {len(images)} images, molded to {molded.shape}")
-        detections, masks = [], []
-        for start in range(0, len(images), self.config.BATCH_SIZE):
-            chunk = slice(start, start + self.config.BATCH_SIZE)
-            outputs = self._detect_graph(tf.constant(molded[chunk]), tf.constant(metas[chunk]))
-            detections.extend(outputs[0].numpy())
-            masks.extend(outputs[1].numpy())
-        return [unmold_detections(detections[i], masks[i], np.asarray(image).shape,
-                                  molded.shape[1:], windows[i])
-                for i, image in enumerate(images)]
-
-    def _detect_graph(self, molded, metas):
-        """detections [B, D, 6] and mrcnn_mask [B, D, mh, mw, K] from one traced graph.
-
-        One ``tf.function`` traced once for the model's life: its signature is
-        the model's own input shape (static sides in "square" mode, so anchors
-        fold to constants; any side otherwise) with any batch size.
-        (``predict`` would also rebuild its data pipeline on every call.)
-        """
-        if self._detect_fn is None:
-            model = self.keras_model
-            image_spec, meta_spec = (model.get_layer(name).output for name in ("input_image",
-                                                                                "input_image_meta"))
-
-            def forward(molded, metas):
-                outputs = model({"input_image": molded, "input_image_meta": metas}, training=False)
-                return outputs["detections"], outputs["mrcnn_mask"]
-
-            self._detect_fn = tf.function(forward, input_signature=[
-                tf.TensorSpec([None, *image_spec.shape[1:]], tf.float32),
-                tf.TensorSpec([None, *meta_spec.shape[1:]], tf.float32)])
-        return self._detect_fn(molded, metas)
+            print(f"Processing {len(images)} images: "
+                  f"{[tuple(np.shape(image)) for image in images]}")
+        return self._pipeline.detect(images, self.config.BATCH_SIZE)
 
 
-def _build_with_policy(mode, config):
-    """Build under the configured mixed-precision policy, then restore the global one.
+def _build_with_policy(config, build, *args):
+    """``build(*args)`` under the configured mixed-precision policy, then restore the global one.
 
-    Layers read the policy when constructed; the custom layers compute boxes in
-    float32 and the heads' outputs are float32, so losses stay float32.
+    Layers read the policy when constructed (the sub-models' and the graphs'
+    alike); the custom layers compute boxes in float32 and the heads' outputs
+    are float32, so losses stay float32.
     """
     previous = keras.mixed_precision.dtype_policy()
     if config.MIXED_PRECISION:
         keras.mixed_precision.set_dtype_policy(config.MIXED_PRECISION)
     try:
-        return build_keras_model(mode, config)
+        return build(*args)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
 
 
 def _all_layers(model):
-    """Layers of ``model``, nested models (rpn_model) opened up."""
+    """Layers of ``model``, nested models (backbone_fpn, rpn_model, heads) opened up."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from _all_layers(layer)

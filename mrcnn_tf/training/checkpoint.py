@@ -17,7 +17,10 @@ with a fresh optimizer, so a checkpoint that ends a stage, or one of another
 stage, resumes with a fresh optimizer too.
 """
 
+import errno
 import os
+import shutil
+import tempfile
 import re
 import warnings
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ import keras
 
 from mrcnn_tf.weights import (read_optimizer_state, read_trainable_names, read_training_info,
                               restore_optimizer_state, save_weights_by_name)
+
 
 CHECKPOINT_PATTERN = re.compile(r"mask_rcnn_.*_(\d{4})\.h5$")
 
@@ -162,3 +166,65 @@ def resume_optimizer(optimizer, trainable_variables, state, layers, learning_rat
     if keep_rate:
         message += f"; learning rate {new_rate} replaces the checkpoint's {record['learning_rate']}"
     return True, message
+
+
+# ------------------------------------------------------- model_dir probe
+# What a failed write probe means to a user, by errno.
+_WRITE_FAILURES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a component of the path is a file, not a directory",
+    errno.EEXIST: "the path exists and is not a directory",
+}
+
+
+PROBE_BYTES = 4096
+
+
+class ModelDirError(OSError):
+    """model_dir cannot hold checkpoints; ``errno`` is the failed write's."""
+
+
+def _write_probe(directory):
+    """Write, sync and delete a small file in ``directory`` (OSError if impossible)."""
+    fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=directory)
+    try:
+        os.write(fd, b"\0" * PROBE_BYTES)
+        os.fsync(fd)  # a full disk may only refuse the data here
+    finally:
+        os.close(fd)
+        os.remove(probe)
+
+
+def check_writable_model_dir(path, min_free_bytes=0):
+    """Create ``path`` if needed and prove a checkpoint could be written there, before training.
+
+    Args:
+        path: the model_dir or run directory.
+        min_free_bytes: also require this much free space (e.g. a few times
+            the weights' size: a checkpoint holds weights and optimizer state).
+    Returns:
+        the absolute path.
+    Raises:
+        ModelDirError (an OSError, errno kept) whose message names the path
+        and the reason: disk full, permission denied, read-only file system,
+        a path component that is a file, ...
+    """
+    path = os.path.abspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        _write_probe(path)
+        free = shutil.disk_usage(path).free
+        if free < min_free_bytes:
+            raise OSError(errno.ENOSPC, f"only {free} bytes free, {min_free_bytes} needed")
+    except OSError as error:
+        reason = _WRITE_FAILURES.get(error.errno, error.strerror or str(error))
+        standard = os.strerror(error.errno) if error.errno else None
+        detail = f"; {error.strerror}" if error.strerror not in (None, reason, standard) else ""
+        raise ModelDirError(error.errno, f"model_dir cannot hold checkpoints: {reason}{detail} "
+                                         f"({path}). Choose another model_dir or free space "
+                                         f"before training.") from error
+    return path

@@ -9,7 +9,6 @@ its BatchNorm epsilon 1.001e-5: the geometry the ImageNet weights were
 trained with, so C5 equals ``keras.applications.ResNet50``'s output.
 """
 
-import keras
 from keras import layers
 
 # Residual blocks per stage (conv2_x .. conv5_x).

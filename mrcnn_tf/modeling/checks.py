@@ -1,9 +1,4 @@
-"""Argument checks and small helpers shared by the Mask R-CNN layers."""
-
-import tensorflow as tf
-
-# Target class id of a padding row (not a RoI): losses skip these rows.
-PADDING_CLASS_ID = -1
+"""Argument checks of the Keras layers: a ValueError naming the argument and its value."""
 
 
 def check_positive_int(value, name):
@@ -27,20 +22,3 @@ def check_std_dev(value, name):
     if len(value) != 4 or min(value) <= 0:
         raise ValueError(f"{name} must be 4 positive numbers, got {value!r}")
     return value
-
-
-def map_over_batch(fn, elems, output_signature):
-    """``tf.map_fn`` over the batch axis for per-image steps (NMS, sampling)."""
-    return tf.map_fn(fn, elems, fn_output_signature=output_signature)
-
-
-def nonzero_rows(boxes):
-    """bool [...]: rows of ``boxes [..., 4]`` that are not all-zero padding."""
-    return tf.reduce_any(tf.not_equal(boxes, 0.0), axis=-1)
-
-
-def pad_rows(tensor, rows, value=0):
-    """Pad (or cut) axis 0 of ``tensor`` to exactly ``rows`` rows."""
-    tensor = tensor[:rows]
-    padding = [[0, rows - tf.shape(tensor)[0]]] + [[0, 0]] * (tensor.shape.rank - 1)
-    return tf.pad(tensor, padding, constant_values=value)
