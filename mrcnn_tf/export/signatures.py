@@ -9,6 +9,7 @@ messages for bad requests.
 import tensorflow as tf
 
 from mrcnn_tf.inference import InferencePipeline
+from mrcnn_tf.ops.image import pad_to_batch
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BAD_IMAGE_MESSAGE = "not a JPEG/PNG image: every element of `images` must be encoded JPEG or PNG bytes"
@@ -57,13 +58,8 @@ def decode_batch(encoded, max_image_size):
         sizes_ta = sizes_ta.write(i, tf.shape(image)[:2])
     sizes = check_image_sizes(sizes_ta.stack(), max_image_size)
     max_hw = tf.reduce_max(sizes, axis=0)
-
-    def pad_one(i):
-        image = images_ta.read(i)
-        pad_hw = max_hw - tf.shape(image)[:2]
-        return tf.pad(image, [[0, pad_hw[0]], [0, pad_hw[1]], [0, 0]])
-
-    images = tf.map_fn(pad_one, tf.range(count), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    images = tf.map_fn(lambda i: pad_to_batch(images_ta.read(i), max_hw), tf.range(count),
+                       fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
     return images, sizes
 
 

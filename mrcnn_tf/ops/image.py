@@ -114,7 +114,6 @@ def resize_image(image, mode, min_dim=None, max_dim=None, min_scale=None, crop_y
         padding or cropping, ``crop`` int32 [(y, x, h, w)] in the scaled
         image (all zeros unless "crop"), and ``mode`` (the str).
     """
-    _check_mode(mode, min_dim, max_dim)
     image = tf.convert_to_tensor(image)
     if image.shape.rank != 3:
         raise ValueError(f"image must be [H, W, C], got shape {image.shape}")
