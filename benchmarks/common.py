@@ -16,6 +16,30 @@ import tensorflow as tf  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS_DIR = os.path.join(HERE, ".peers")
 PEER_PACKAGE = "tf-models-official"
+REPO = os.path.dirname(HERE)
+SHARED = os.environ.get("MRCNN_SHARED_DIR", os.path.join(REPO, "..", "shared"))
+BALLOON_TRAIN = os.path.join(SHARED, "data", "balloon", "train")
+DATA_SOURCES = ("shapes", "balloon")
+
+
+def load_dataset(source, count, size):
+    """A prepared Dataset: ``count`` ShapesDataset images of ``size`` px (seed 0), or the
+    balloon training photos (VIA polygons, 1-2k px JPEGs; all of them, ``count`` ignored)."""
+    if source == "shapes":
+        from mrcnn_tf.data import ShapesDataset
+
+        dataset = ShapesDataset()
+        dataset.load_shapes(count, size, size, seed=0)
+        dataset.prepare()
+        return dataset
+    if source == "balloon":
+        from mrcnn_tf.data import ViaDataset
+
+        if not os.path.isdir(BALLOON_TRAIN):
+            raise FileNotFoundError(f"--data balloon: {BALLOON_TRAIN} not found (set MRCNN_SHARED_DIR to the "
+                                    "directory holding data/balloon/train)")
+        return ViaDataset.from_directory(BALLOON_TRAIN)
+    raise ValueError(f"data source must be one of {DATA_SOURCES}, got {source!r}")
 
 
 def median_seconds(fn, repeats, warmup=2):
@@ -44,12 +68,13 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def print_table(title, header, rows):
-    """A plain aligned table, one row per configuration."""
+def print_table(title, header, rows, left=()):
+    """A plain aligned table, one row per configuration; columns ``left`` (indices) left-aligned."""
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     print(f"\n{title}")
     for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+        print("  ".join(str(x).ljust(w) if i in left else str(x).rjust(w)
+                        for i, (x, w) in enumerate(zip(row, widths))).rstrip())
 
 
 def add_grid_arguments(parser, sizes, backbones, batches, quick_help):

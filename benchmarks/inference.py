@@ -12,6 +12,8 @@ Batch 1 gives the latency, batch 4 the throughput. ResNets: 81 classes and the d
 (paper) heads, 1000 proposals, 100 detections (DETECTION_MIN_CONFIDENCE 0, so the mask head
 always runs on all 100); "small": ShapesConfig's CPU-sized heads.
 
+Parameters: ``count_params()`` of the whole inference model and of its backbone+FPN.
+
 FLOPs: counted by TF's profiler (``tf.compat.v1`` model_analyzer, ``float_operation()``) on the
 traced concrete function's graph: 2 per multiply-add of every Conv2D/MatMul, plus the
 elementwise ops whose shapes are static; the mask head, which runs on as many rows as there
@@ -105,7 +107,8 @@ def measure(backbone, size, batch, repeats, precision="float32"):
     return {"seconds": seconds, "gflop": graph_gflops(forward.get_concrete_function(inputs)) + mask_head,
             "backbone_seconds": features_seconds,
             "backbone_gflop": graph_gflops(features_fn.get_concrete_function(inputs["input_image"])),
-            "memory_mb": peak_memory_mb(), "peak_gflops": peak}
+            "memory_mb": peak_memory_mb(), "peak_gflops": peak,
+            "params": model.keras_model.count_params(), "backbone_params": backbone_fpn.count_params()}
 
 
 def main(argv=None):
@@ -124,13 +127,15 @@ def main(argv=None):
 
     def format_row(r, batch):
         peak = r["peak_gflops"]
-        return [f"{r['seconds'] * 1000:.0f}", f"{batch / r['seconds']:.2f}", f"{r['gflop']:.1f}",
+        return [f"{r['params'] / 1e6:.1f}", f"{r['backbone_params'] / 1e6:.1f}",
+                f"{r['seconds'] * 1000:.0f}", f"{batch / r['seconds']:.2f}", f"{r['gflop']:.1f}",
                 f"{r['gflop'] / r['seconds']:.0f}", f"{peak:.0f}", f"{100 * r['gflop'] / r['seconds'] / peak:.0f}%",
                 f"{100 * r['backbone_gflop'] / r['backbone_seconds'] / peak:.0f}%", f"{r['memory_mb']:.0f}"]
 
     print_table("Mask R-CNN inference, median after warm-up (FLOPs by the TF profiler; peak: "
                 "tf.matmul 2048^2 float32 measured in each configuration's process)",
-                ["backbone", "size", "batch", "precision", "ms/batch", "images/s", "GFLOP", "GFLOP/s",
+                ["backbone", "size", "batch", "precision", "params M", "backbone+FPN params M", "ms/batch",
+                 "images/s", "GFLOP", "GFLOP/s",
                  "matmul peak GFLOP/s", "% of peak", "backbone+FPN % of peak", "peak MB"],
                 result_rows(results, format_row))
     if args.with_peers:

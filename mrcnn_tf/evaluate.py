@@ -19,12 +19,18 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mrcnn_tf.data.targets import extract_bboxes
+from mrcnn_tf.data import extract_bboxes
 
 UNMATCHED = -1  # in gt_match / pred_match: no partner
 IGNORED = -2    # in pred_match: the prediction lies on a crowd region
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                 "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")  # order of COCOeval.stats
+# The COCO protocol's detection settings (detectron2, torchvision, Model Garden): scores
+# down to 0.05, per-class NMS at IoU 0.5, 100 detections per image, whatever the model
+# displays with.
+PROTOCOL_MIN_CONFIDENCE = 0.05
+PROTOCOL_NMS_THRESHOLD = 0.5
+PROTOCOL_MAX_DETECTIONS = 100
 
 
 # ---------------------------------------------------------------- overlaps
@@ -282,17 +288,51 @@ def _encode(mask):
     return rle
 
 
+def _annotation_ground_truth(dataset, image_id, first_id):
+    """(image dict, annotation dicts) from a COCO-style image's own annotations.
+
+    Boxes, areas and ``iscrowd`` are the file's (computed from the
+    segmentation only where the file has none), segmentations as loaded:
+    what pycocotools scores against when given the file itself.
+    """
+    from mrcnn_tf.data.coco import segmentation_to_rle
+
+    info = dataset.image_info[image_id]
+    height, width = int(info["height"]), int(info["width"])
+    annotations = []
+    for ann in info["annotations"]:
+        rle = None
+        if "bbox" not in ann or "area" not in ann:
+            rle = segmentation_to_rle(ann["segmentation"], height, width)
+        annotations.append({
+            "id": first_id + len(annotations), "image_id": image_id,
+            "category_id": dataset.map_source_class_id(f"{info['source']}.{ann['category_id']}"),
+            "iscrowd": int(ann.get("iscrowd", 0)), "segmentation": ann["segmentation"],
+            "area": float(ann["area"]) if "area" in ann else float(mask_utils.area(rle)),
+            "bbox": [float(v) for v in (ann["bbox"] if "bbox" in ann else mask_utils.toBbox(rle))]})
+    return {"id": image_id, "height": height, "width": width}, annotations
+
+
 def build_coco_ground_truth(dataset, image_ids=None):
-    """COCO object of the dataset's masks, built in memory.
+    """COCO object of the dataset's ground truth, built in memory.
 
     Category ids are the internal class ids (1 .. num_classes - 1); image ids
-    the internal image ids. Crowd instances (class ``-c``) become
-    ``iscrowd=1`` annotations of category ``c``. Empty masks are dropped
-    (nothing could match them).
+    the internal image ids. Images with COCO annotations (``image_info``
+    entries with ``annotations``, ``height``, ``width``: a CocoDataset) give
+    their annotations' boxes, areas, ``iscrowd`` and segmentations. Other
+    images give their masks: boxes and areas from the pixels, crowd instances
+    (class ``-c``) as ``iscrowd=1`` annotations of category ``c``, empty masks
+    dropped (nothing could match them).
     """
     ids = _select_ids(dataset, image_ids, None)
     images, annotations = [], []
     for image_id in ids:
+        info = dataset.image_info[image_id]
+        if "annotations" in info and "height" in info and "width" in info:
+            image, anns = _annotation_ground_truth(dataset, image_id, len(annotations) + 1)
+            images.append(image)
+            annotations.extend(anns)
+            continue
         masks, class_ids = dataset.load_mask(image_id)
         images.append({"id": image_id, "height": int(masks.shape[0]),
                        "width": int(masks.shape[1])})
@@ -320,18 +360,66 @@ def detections_to_coco(results, image_ids):
     """COCO result dicts (bbox [x, y, w, h], score, category_id, RLE
     segmentation) of ``model.detect`` outputs, ``results[k]`` for image
     ``image_ids[k]``. Boxes are the unrounded float ``boxes`` (``rois``, the
-    rounded ones, for results that have no ``boxes``)."""
+    rounded ones, for results that have no ``boxes``). Category ids are the
+    internal class ids: :func:`to_coco_results` without a ``class_map``."""
+    return to_coco_results(results, image_ids)
+
+
+def to_coco_results(results, image_ids, class_map=None):
+    """``detect()`` / ``detect_tiled()`` outputs -> the COCO results list ``COCO.loadRes`` reads.
+
+    Args:
+        results: one dict per image: ``boxes`` float [N, (y1, x1, y2, x2)]
+            pixels (or only ``rois``), ``class_ids`` [N], ``scores`` [N],
+            ``masks`` bool [H, W, N] or a list of N COCO RLEs
+            (``mask_format="rle"``).
+        image_ids: the COCO image id of each result.
+        class_map: internal class id -> COCO ``category_id``: a dict, a
+            sequence indexed by class id, or None (the ids as they are). For
+            a COCO-file dataset, ``[c["id"] for c in dataset.class_info]`` gives
+            back the file's category ids.
+    Returns:
+        list of dicts ``image_id``, ``category_id``, ``bbox`` float
+        [x, y, w, h], ``score``, ``segmentation`` (compressed RLE, counts as
+        str: JSON-safe).
+    Raises:
+        ValueError: lengths of ``results`` and ``image_ids`` differ, a result
+            lacks a key, or a class id is not in ``class_map``.
+    """
+    if len(results) != len(image_ids):
+        raise ValueError(f"results has {len(results)} entries for {len(image_ids)} image_ids")
     coco_results = []
     for image_id, r in zip(image_ids, results):
-        masks = np.asarray(r["masks"], bool)
+        missing = [k for k in ("class_ids", "scores", "masks") if k not in r]
+        if missing or ("boxes" not in r and "rois" not in r):
+            raise ValueError(f"result of image {image_id!r} lacks {missing or ['boxes']}")
         boxes = np.asarray(r["boxes"] if "boxes" in r else r["rois"], np.float64).reshape(-1, 4)
+        masks = r["masks"]
+        rles = list(masks) if isinstance(masks, (list, tuple)) else None
+        if rles is None:
+            masks = np.asarray(masks, bool)
         for k, (y1, x1, y2, x2) in enumerate(boxes):
+            if rles is not None:
+                rle = dict(rles[k])
+                if isinstance(rle["counts"], bytes):
+                    rle["counts"] = rle["counts"].decode("ascii")
+            else:
+                rle = _encode(masks[:, :, k])
             coco_results.append({
-                "image_id": int(image_id), "category_id": int(r["class_ids"][k]),
+                "image_id": int(image_id), "category_id": _category_id(r["class_ids"][k], class_map),
                 "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                "score": float(r["scores"][k]),
-                "segmentation": _encode(masks[:, :, k])})
+                "score": float(r["scores"][k]), "segmentation": rle})
     return coco_results
+
+
+def _category_id(class_id, class_map):
+    class_id = int(class_id)
+    if class_map is None:
+        return class_id
+    try:
+        return int(class_map[class_id])
+    except (KeyError, IndexError):
+        raise ValueError(f"class id {class_id} is not in class_map") from None
 
 
 def _load_results(coco_gt, coco_results, iou_type):
@@ -349,15 +437,44 @@ def _load_results(coco_gt, coco_results, iou_type):
     return coco_dt
 
 
+def protocol_detector(model):
+    """What COCO evaluation runs: ``model``'s weights with the protocol's detection settings.
+
+    A MaskRCNN (anything with ``detector(**config_overrides)`` and a
+    ``config``) gives a detector over the same variables with scores down to
+    PROTOCOL_MIN_CONFIDENCE (or the model's own lower threshold), NMS at
+    PROTOCOL_NMS_THRESHOLD and PROTOCOL_MAX_DETECTIONS per image; any other
+    object with ``detect()`` is used as it is.
+    """
+    if not callable(getattr(model, "detector", None)) or getattr(model, "config", None) is None:
+        return model
+    return model.detector(
+        DETECTION_MIN_CONFIDENCE=min(PROTOCOL_MIN_CONFIDENCE, model.config.DETECTION_MIN_CONFIDENCE),
+        DETECTION_NMS_THRESHOLD=PROTOCOL_NMS_THRESHOLD,
+        DETECTION_MAX_INSTANCES=PROTOCOL_MAX_DETECTIONS)
+
+
 def coco_evaluate(model, dataset, image_ids=None, iou_type=("bbox", "segm"), limit=None,
-                  verbose=True, results=None):
-    """COCO AP/AR of ``model.detect`` on any Dataset.
+                  verbose=True, results=None, per_class=False):
+    """COCO AP/AR of a model on any Dataset, by the protocol.
+
+    The model detects with the protocol's settings (:func:`protocol_detector`:
+    score >= 0.05, NMS 0.5, 100 per image, whatever its display
+    thresholds); boxes are the unrounded float ``boxes``; the ground truth
+    is the annotations' boxes, areas and ``iscrowd`` for a COCO dataset, the
+    masks otherwise (:func:`build_coco_ground_truth`). bbox results carry no
+    segmentation and segm results no box, so segm areas are mask areas (as
+    detectron2 passes them to pycocotools).
 
     Args:
-        model: anything with ``detect(list of uint8 [H, W, 3]) -> list of dict``.
+        model: a MaskRCNN, or anything with ``detect(list of uint8 [H, W, 3])
+            -> list of dict`` (then used with its own settings).
         iou_type: "bbox", "segm" or a sequence of them.
         verbose: progress bar and pycocotools' 12-line summary per type.
         results: precomputed detections, one per selected image (no model run).
+        per_class: also return ``metrics[iou_type]["per_class"]``,
+            {class_name: AP@[.5:.95]} (area all, 100 detections; NaN for a
+            class without GT in the images), as detectron2's per-category table.
     Returns:
         {iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10",
         "AR100", "ARs", "ARm", "ARl"}} floats. A metric is -1.0 when the
@@ -369,7 +486,7 @@ def coco_evaluate(model, dataset, image_ids=None, iou_type=("bbox", "segm"), lim
         if t not in ("bbox", "segm"):
             raise ValueError(f"iou_type must be 'bbox' or 'segm', got {t!r}")
     if results is None:
-        ids, results = run_detections(model, dataset, image_ids, limit, verbose)
+        ids, results = run_detections(protocol_detector(model), dataset, image_ids, limit, verbose)
     else:
         ids, results = _detections(model, dataset, image_ids, limit, results)
     coco_gt = build_coco_ground_truth(dataset, ids)
@@ -387,4 +504,78 @@ def coco_evaluate(model, dataset, image_ids=None, iou_type=("bbox", "segm"), lim
             coco_eval.accumulate()
             coco_eval.summarize()
         metrics[t] = {name: float(v) for name, v in zip(COCO_METRICS, coco_eval.stats)}
+        if per_class:
+            metrics[t]["per_class"] = coco_per_class_ap(coco_eval, dataset.class_names)
     return metrics
+
+
+def coco_per_class_ap(coco_eval, class_names):
+    """{class_name: AP@[.5:.95]} of an accumulated COCOeval (area "all", the last maxDets).
+
+    The mean of the precision table over IoU thresholds and recall points
+    where defined, as detectron2's ``_derive_coco_results``; NaN for a
+    category without GT. Category ids are indices of ``class_names``.
+    """
+    precision = coco_eval.eval["precision"]  # [T, R, K, A, M]
+    table = {}
+    for k, category_id in enumerate(coco_eval.params.catIds):
+        values = precision[:, :, k, 0, -1]
+        values = values[values > -1]
+        table[class_names[category_id]] = float(np.mean(values)) if values.size else float("nan")
+    return table
+
+
+# ------------------------------------------------------- confusion matrix
+BACKGROUND = 0  # row: a prediction on no GT (false positive); column: a GT nothing found
+
+
+def confusion_matrix(model, dataset, image_ids=None, iou_threshold=0.5, min_score=0.5,
+                     limit=None, results=None):
+    """Class confusion at mask IoU ``iou_threshold``, predictions scoring >= ``min_score``.
+
+    Per image, predictions (best score first) take the unmatched non-crowd
+    GT of *any* class with the highest mask IoU >= ``iou_threshold``; a
+    prediction lying on a crowd region (as in :func:`compute_matches`) is
+    left out.
+
+    Returns:
+        int64 [K, K] (K = ``dataset.num_classes``): ``[g, p]`` counts GT of
+        class ``g`` matched by a prediction of class ``p``; row BACKGROUND
+        counts unmatched predictions by class, column BACKGROUND unmatched GT.
+    """
+    ids, results = _detections(model, dataset, image_ids, limit, results)
+    count = dataset.num_classes
+    matrix = np.zeros([count, count], np.int64)
+    for image_id, r in zip(ids, results):
+        gt_masks, gt_class_ids = dataset.load_mask(image_id)
+        gt_class_ids = np.asarray(gt_class_ids, np.int64).reshape(-1)
+        keep = np.asarray(r["scores"], np.float64) >= min_score
+        order = np.argsort(-np.asarray(r["scores"], np.float64)[keep], kind="stable")
+        pred_classes = np.asarray(r["class_ids"], np.int64)[keep][order]
+        pred_masks = np.asarray(r["masks"], bool)[:, :, keep][:, :, order]
+        overlaps = compute_overlaps_masks(pred_masks, gt_masks)
+        inter, pred_area, _ = _mask_intersections(pred_masks, gt_masks)
+        inside = inter / np.maximum(pred_area[:, None], 1)
+        crowd = gt_class_ids < 0
+        matched = np.zeros(len(gt_class_ids), bool)
+        for i, pred_class in enumerate(pred_classes):
+            candidates = np.where(~crowd & ~matched, overlaps[i], -1.0)
+            j = int(np.argmax(candidates)) if candidates.size else -1
+            if j >= 0 and candidates[j] >= iou_threshold:
+                matched[j] = True
+                matrix[gt_class_ids[j], pred_class] += 1
+            elif not (crowd.any() and inside[i, crowd].max() >= iou_threshold):
+                matrix[BACKGROUND, pred_class] += 1
+        for class_id in gt_class_ids[~crowd & ~matched]:
+            matrix[class_id, BACKGROUND] += 1
+    return matrix
+
+
+def format_confusion_matrix(matrix, class_names):
+    """The matrix as text: one row per GT class, one column per predicted class."""
+    names = ["BG/missed"] + list(class_names[1:])
+    width = max(8, *(len(n) for n in names)) + 1
+    lines = [" " * width + "".join(f"{n:>{width}}" for n in names)]
+    for name, row in zip(["BG/false+"] + list(class_names[1:]), matrix):
+        lines.append(f"{name:<{width}}" + "".join(f"{int(v):>{width}}" for v in row))
+    return "\n".join(lines)

@@ -19,15 +19,22 @@ OUTPUT_NAMES = ("num_detections", "detection_boxes", "detection_classes", "detec
                 "detection_masks", "image_sizes")
 
 
-def postprocess(detections, mrcnn_mask, info, include_box_masks=False):
+def postprocess(detections, mrcnn_mask, info, include_box_masks=False, include_masks=True,
+                mask_paste_mode="box"):
     """Raw detections of a molded batch -> padded per-image results in original pixels.
 
     Args:
         detections: float32 [B, D, (y1, x1, y2, x2, class_id, score)]
             normalised to the molded image; score 0 rows are padding.
-        mrcnn_mask: float32 [B, D, mh, mw, K] mask probabilities.
+        mrcnn_mask: float32 [B, D, mh, mw, M] mask probabilities: M = K maps
+            (one per class, the detection's class map is used) or M = 1 (a
+            class-agnostic head, statically known: its one map is used).
         info: image info of the batch (``ops.image``).
         include_box_masks: also return the box-relative masks.
+        include_masks: paste the full-size ``detection_masks`` (False: not
+            computed nor returned; tiled inference pastes box regions itself).
+        mask_paste_mode: the geometry of ``ops.masks.paste_masks``, "box" or
+            "torchvision" (Config.MASK_PASTE_MODE).
     Returns:
         dict: ``num_detections`` int32 [B]; ``detection_boxes`` float32
         [B, D, (y1, x1, y2, x2)] original pixels, unrounded, clipped to the
@@ -60,28 +67,31 @@ def postprocess(detections, mrcnn_mask, info, include_box_masks=False):
         return values * mask
 
     class_ids = take(class_ids)
-    # The predicted class's mask: [B, D, K, mh, mw] gathered at the class ids.
-    box_masks = tf.gather(tf.transpose(take(mrcnn_mask), [0, 1, 4, 2, 3]), class_ids, batch_dims=2)
+    # The predicted class's mask: [B, D, M, mh, mw] gathered at the class ids (map 0 if agnostic).
+    channels = class_ids if mrcnn_mask.shape[-1] != 1 else tf.zeros_like(class_ids)
+    box_masks = tf.gather(tf.transpose(take(mrcnn_mask), [0, 1, 4, 2, 3]), channels, batch_dims=2)
     boxes_px = take(boxes_px)
     # Every slot is pasted straight into the uint8 output (an empty slot's zero box gives a
     # zero mask): the full-size masks are written once, with no cast or padding pass after.
-    batch = tf.shape(scores)[0]
-    mask_h, mask_w = box_masks.shape[2], box_masks.shape[3]
-    pasted = paste_masks(
-        tf.reshape(box_masks, [-1, mask_h, mask_w]), tf.reshape(boxes_px, [-1, 4]),
-        tf.reshape(tf.tile(sizes[:, None], [1, slots, 1]), [-1, 2]),
-        out_hw=tf.reduce_max(sizes, axis=0), dtype=tf.uint8)
-    pasted = tf.reshape(pasted, [batch, slots, tf.shape(pasted)[1], tf.shape(pasted)[2]])
     outputs = {
         "num_detections": num_detections,
         "detection_boxes": take(clipped),
         "detection_classes": class_ids,
         "detection_scores": take(scores),
-        "detection_masks": tf.ensure_shape(pasted, [None, scores.shape[1], None, None]),
         "image_sizes": sizes,
     }
     if include_box_masks:
         outputs["detection_box_masks"] = box_masks
+    if not include_masks:
+        return outputs
+    batch = tf.shape(scores)[0]
+    mask_h, mask_w = box_masks.shape[2], box_masks.shape[3]
+    pasted = paste_masks(
+        tf.reshape(box_masks, [-1, mask_h, mask_w]), tf.reshape(boxes_px, [-1, 4]),
+        tf.reshape(tf.tile(sizes[:, None], [1, slots, 1]), [-1, 2]),
+        out_hw=tf.reduce_max(sizes, axis=0), dtype=tf.uint8, mode=mask_paste_mode)
+    pasted = tf.reshape(pasted, [batch, slots, tf.shape(pasted)[1], tf.shape(pasted)[2]])
+    outputs["detection_masks"] = tf.ensure_shape(pasted, [None, scores.shape[1], None, None])
     return outputs
 
 
@@ -95,9 +105,10 @@ class InferencePipeline(tf.Module):
         keras_model: the inference-graph Keras model (``MaskRCNN.inference_model``).
         config: the model's Config.
         include_box_masks: also output the box-relative masks.
+        include_masks: also output the pasted full-size masks.
     """
 
-    def __init__(self, keras_model, config, include_box_masks=False):
+    def __init__(self, keras_model, config, include_box_masks=False, include_masks=True):
         super().__init__(name="mask_rcnn_inference")
         mode = inference_resize_mode(config.IMAGE_RESIZE_MODE)
         if mode == "square" and not config.IMAGE_MAX_DIM:
@@ -107,11 +118,13 @@ class InferencePipeline(tf.Module):
             mode=mode, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
             min_scale=config.IMAGE_MIN_SCALE, mean_pixel=tuple(config.MEAN_PIXEL),
             pixel_std=tuple(config.PIXEL_STD), channel_order=config.INPUT_CHANNEL_ORDER,
-            pad_multiple=config.IMAGE_PAD_MULTIPLE,
+            pad_multiple=config.IMAGE_PAD_MULTIPLE, pad_value=config.IMAGE_PAD_VALUE,
             square_side=config.IMAGE_MAX_DIM if mode == "square" else None)
         self._num_classes = int(config.NUM_CLASSES)
         self._channels = int(config.IMAGE_CHANNEL_COUNT)
         self._include_box_masks = bool(include_box_masks)
+        self._include_masks = bool(include_masks)
+        self._mask_paste_mode = config.MASK_PASTE_MODE
         # One trace for the model's life: any batch size, any image size.
         self.run_padded = tf.function(self.run, input_signature=[
             tf.TensorSpec([None, None, None, self._channels], tf.uint8, name="images"),
@@ -131,7 +144,8 @@ class InferencePipeline(tf.Module):
         meta = compose_image_meta(info, tf.ones([self._num_classes]), channels=self._channels)
         raw = self.keras_model({"input_image": molded, "input_image_meta": meta}, training=False)
         return postprocess(tf.cast(raw["detections"], tf.float32),
-                           tf.cast(raw["mrcnn_mask"], tf.float32), info, self._include_box_masks)
+                           tf.cast(raw["mrcnn_mask"], tf.float32), info, self._include_box_masks,
+                           self._include_masks, self._mask_paste_mode)
 
     def detect(self, images, batch_size):
         """``MaskRCNN.detect``: a list of images of any sizes -> one dict per image.

@@ -217,6 +217,42 @@ def plot_precision_recall(ap, precisions, recalls, figsize=(6, 5)):
     return fig
 
 
+def plot_precision_recall_curves(curves, figsize=(6, 5)):
+    """One precision-recall step curve per class on one axes, AP in the legend.
+
+    Args:
+        curves: {class_name: (ap, precisions, recalls)}, from
+            ``evaluate.per_class_precision_recall``.
+    """
+    fig, ax = _new_figure(figsize)
+    ax.set_title("Precision-recall per class")
+    ax.set_xlim(0, 1.05)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    for name, (ap, precisions, recalls) in curves.items():
+        ax.step(np.asarray(recalls), np.asarray(precisions), where="post", label=f"{name} ({ap:.3f})")
+    if curves:
+        ax.legend(loc="lower left")
+    return fig
+
+
+def plot_confusion_matrix(matrix, class_names, figsize=None):
+    """Heat map of ``evaluate.confusion_matrix`` (rows GT, columns predictions), counts written in."""
+    matrix = np.asarray(matrix)
+    labels = ["BG"] + list(class_names[1:])
+    side = 1.5 + 0.5 * len(labels)
+    fig, ax = _new_figure(figsize or (side, side))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.set_xlabel("predicted (BG: missed GT)")
+    ax.set_ylabel("ground truth (BG: false positive)")
+    for (y, x), value in np.ndenumerate(matrix):
+        ax.text(x, y, str(int(value)), ha="center", va="center")
+    return fig
+
+
 def plot_per_class_ap(ap_by_class, figsize=None):
     """Horizontal bars of ``{class_name: AP}`` (from ``per_class_ap``)."""
     names = list(ap_by_class)
@@ -270,3 +306,61 @@ def draw_detections(image, result, colors=None):
         canvas[y1, x1:x2 + 1] = canvas[y2, x1:x2 + 1] = rgb
         canvas[y1:y2 + 1, x1] = canvas[y1:y2 + 1, x2] = rgb
     return canvas
+
+
+def _signed_area(points):
+    """Shoelace area of a closed ring of (row, col) points; > 0 counter-clockwise in (row, col)."""
+    rows, cols = points[:, 0], points[:, 1]
+    return 0.5 * float(np.dot(rows, np.roll(cols, -1)) - np.dot(cols, np.roll(rows, -1)))
+
+
+def mask_to_polygons(mask, tolerance=1.0):
+    """Outlines of a binary mask as simplified polygons, outer contours with their holes.
+
+    Contours are traced between pixel centres at level 0.5 (marching squares
+    on the mask padded by one pixel, so objects touching the border close),
+    then simplified by Douglas-Peucker within ``tolerance`` pixels.
+    Coordinates are continuous, pixel ``i`` covering ``[i, i + 1)`` (the
+    VIA loader's convention): filling a polygon by pixel centres gives the
+    mask back, up to the simplification.
+
+    Args:
+        mask: bool [H, W].
+        tolerance: max distance in pixels of the simplified outline from the
+            traced one; 0 keeps every vertex.
+    Returns:
+        list of ``(exterior, holes)``, one per connected region:
+        ``exterior`` float64 [K, (x, y)] (K >= 3, not repeating the first
+        point), ``holes`` a list of such arrays inside it. Empty for an
+        empty mask.
+    Raises:
+        ValueError: ``mask`` is not 2-D, or ``tolerance`` is negative.
+    """
+    from skimage.measure import approximate_polygon, points_in_poly
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D [H, W], got shape {mask.shape}")
+    if not (np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    padded = np.pad(mask.astype(np.uint8), 1)
+    exteriors, holes = [], []
+    # "high": each ring winds counter-clockwise (in (row, col)) around the mask's pixels,
+    # so outer contours have a positive signed area and holes a negative one.
+    for ring in find_contours(padded, 0.5, positive_orientation="high"):
+        area = _signed_area(ring)
+        ring = approximate_polygon(ring, tolerance) if tolerance > 0 else ring
+        if np.allclose(ring[0], ring[-1]):
+            ring = ring[:-1]
+        if len(ring) < 3:
+            continue
+        # (row, col) of padded pixel centres -> continuous (x, y): -1 pad, +0.5 centre.
+        xy = np.fliplr(ring) - 0.5
+        (exteriors if area > 0 else holes).append((abs(area), xy))
+    polygons = [(xy, []) for _, xy in sorted(exteriors, key=lambda item: -item[0])]
+    for _, hole in holes:
+        # A hole belongs to the smallest exterior containing it (the last in area order).
+        owners = [p for p in polygons if points_in_poly(hole[:1], p[0])[0]]
+        if owners:
+            owners[-1][1].append(hole)
+    return polygons

@@ -1,13 +1,37 @@
 """Weights by layer name, in the classic Keras HDF5 layout.
 
 The classic layout (Keras 2 ``save_weights`` to ``.h5``, and so every
-existing ``mask_rcnn_*.h5``): the root attribute ``layer_names`` lists the
-layers; each has a group with the attribute ``weight_names``
-(``"<sublayer>/<variable>:0"``) and one dataset per name. The nested
-``rpn_model`` is one group holding its sublayers' weights; the sub-models
-the classic layout predates (:data:`FLATTENED_MODELS`: ``backbone_fpn``,
-``box_head``, ``mask_head``) are opened up, their layers being top-level
-groups (``conv1``, ``fpn_c5p5``, ``mrcnn_mask``) as in the classic files.
+existing ``mask_rcnn_*.h5``, matterport's ``mask_rcnn_coco.h5`` included):
+
+- the root attribute ``layer_names`` (numpy ``S`` byte strings) lists every
+  layer of the flat model in order, weightless ones too (``input_image``,
+  ``res4a_out``, ``roi_align_mask``: their ``weight_names`` is empty); the
+  attributes ``backend`` and ``keras_version`` (e.g. ``b"2.1.3"``) sit
+  beside it. ``model.save`` files hold all this under the group
+  ``model_weights``; both are read.
+- each layer has a group of its name with the attribute ``weight_names``,
+  the TF variable names ``"<scope>/<variable>:0"`` in the layer's weight
+  order, and one dataset per name (the ``/`` nests it:
+  ``mrcnn_mask_conv1/mrcnn_mask_conv1/kernel:0``). Weights are read in
+  ``weight_names`` order, never in the group's (alphabetical) key order.
+- the heads were ``TimeDistributed`` wrappers: their weights carry the
+  wrapper's name (``mrcnn_class_conv1``, ``mrcnn_class_bn1``,
+  ``mrcnn_class_conv2``, ``mrcnn_class_bn2``, ``mrcnn_class_logits``,
+  ``mrcnn_bbox_fc``, ``mrcnn_mask_conv1``..``4``, ``mrcnn_mask_bn1``..``4``,
+  ``mrcnn_mask_deconv``, ``mrcnn_mask``), or in some files an anonymous
+  inner layer's (``time_distributed_3/kernel:0``); the bare variable name
+  decides. ``mrcnn_class_conv1`` is a 4-D ``[pool, pool, C, fc]`` kernel.
+- Conv2D / Dense: ``kernel``, ``bias``; BatchNormalization, in this order:
+  ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``.
+- the RPN is the nested model ``rpn_model``: one group whose
+  ``weight_names`` are its sublayers' (``rpn_conv_shared/kernel:0``,
+  ``rpn_class_raw/...``, ``rpn_bbox_pred/...``); matterport's is 512 wide
+  (``RPN_CONV_CHANNELS = 512``).
+
+The sub-models the classic layout predates (:data:`FLATTENED_MODELS`:
+``backbone_fpn``, ``box_head``, ``mask_head``) are opened up, their layers
+being top-level groups (``conv1``, ``fpn_c5p5``, ``mrcnn_mask``) as in the
+classic files; ``tests/test_weights.py`` writes such a file with h5py.
 
 Loading by name lets a training-mode checkpoint load into the inference
 graph (different layer sets), and lets old files load into this model.
@@ -340,8 +364,22 @@ def _application_weights(path, architecture):
 _CLASSIC_BACKBONE_LAYER = re.compile(r"conv1|bn_conv1|(res|bn)[2-5][a-z]_branch(1|2[abc])")
 
 
-def load_imagenet_backbone(keras_model, weights, architecture="resnet50"):
+def load_imagenet_backbone(keras_model, weights, architecture="resnet50", mean_pixel=None,
+                           pixel_std=(1.0, 1.0, 1.0), channel_order="RGB"):
     """Map Keras Applications ResNet weights onto the classic-named backbone.
+
+    The files' weights expect ``keras.applications.resnet.preprocess_input``
+    of RGB pixels: caffe style, BGR minus the BGR ImageNet mean
+    (103.939, 116.779, 123.68), no scaling. Given the model's own input
+    normalisation (``mean_pixel`` etc., as :func:`mrcnn_tf.ops.image.normalize`
+    applies it), ``conv1`` is adapted on load (:func:`_fold_input_map`): its
+    kernel's input channels are reordered and scaled, the mean difference
+    goes into its bias, so that ``conv1`` of the normalised image equals
+    Keras Applications' ``conv1_conv`` of ``preprocess_input(image)``.
+    That is exact, except in the outputs whose 7x7 window reaches into
+    conv1's 3-pixel zero padding: there the padding acts as pixels of colour
+    ``mean_pixel`` rather than the caffe mean (no difference when
+    ``mean_pixel`` is the caffe mean; 0.04 of 255 with the default one).
 
     Args:
         keras_model: a model containing the ResNet layers (``conv1``, ``res2a_branch2a``, ...).
@@ -349,8 +387,13 @@ def load_imagenet_backbone(keras_model, weights, architecture="resnet50"):
             :func:`imagenet_weights_path`), or a path to that file (classic HDF5) or to a
             Keras 3 ``.weights.h5`` of ``keras.applications.ResNet50/101``. Files that
             already use the classic names (the older ``deep-learning-models`` release
-            of the same file name, which matterport downloads) load as they are.
+            of the same file name, which matterport downloads, also caffe BGR) load as they are.
         architecture: "resnet50" or "resnet101".
+        mean_pixel, pixel_std, channel_order: the normalisation of the images
+            the model receives (Config's MEAN_PIXEL, PIXEL_STD,
+            INPUT_CHANNEL_ORDER: ``(pixels[order] - mean) / std``). With
+            ``mean_pixel`` None the weights are copied unchanged (the model is
+            fed ``preprocess_input``'s caffe-style input itself).
     Returns:
         LoadReport (``loaded``: our layer names; ``skipped``: the file's layers not used).
     Raises:
@@ -378,4 +421,27 @@ def load_imagenet_backbone(keras_model, weights, architecture="resnet50"):
         raise ValueError(f"{path}: no weights for backbone layer {report.missing[0]} "
                          f"({len(report.missing)} backbone layers missing; is it a "
                          f"{architecture} ImageNet file?)")
+    if mean_pixel is not None:
+        _fold_input_map(model_layers["conv1"], architecture, mean_pixel, pixel_std, channel_order)
     return report
+
+
+_APPLICATIONS = {"resnet50": "ResNet50", "resnet101": "ResNet101"}
+
+
+def _fold_input_map(conv1, architecture, mean_pixel, pixel_std, channel_order):
+    """Make ``conv1`` (kernel [kh, kw, 3, C], bias [C]) take the config-normalised image.
+
+    With ``preprocess_input(rgb) = molded @ M + b`` (:func:`input_map`: the
+    normalisation undone, then Keras's caffe map, both per pixel), the
+    convolution of the preprocessed image is that of the molded image with
+    kernel ``M @ K`` (over input channels) and bias ``bias + sum(K . b)``.
+    """
+    from mrcnn_tf.modeling.backbone.keras_applications import input_map
+
+    matrix, offset = input_map(_APPLICATIONS[architecture], tuple(mean_pixel), tuple(pixel_std),
+                               channel_order)
+    kernel = conv1.kernel.numpy().astype(np.float64)
+    bias = conv1.bias.numpy().astype(np.float64)
+    conv1.kernel.assign(np.einsum("cj,hwjo->hwco", matrix, kernel).astype(np.float32))
+    conv1.bias.assign((bias + np.einsum("hwjo,j->o", kernel, offset)).astype(np.float32))

@@ -100,6 +100,35 @@ for image, r in zip(images, detector.detect(images)):
                             figsize=(4, 4))
     display(fig)
     plt.close(fig)'''),
+        new_markdown_cell("## A COCO model from torchvision\n\ntorchvision's COCO Mask R-CNN in mrcnn_tf "
+                          "(README \"Pretrained models\"), if its weights file is on disk: nothing is "
+                          "downloaded, and without a file the cell is skipped."),
+        new_code_cell('''# torchvision's .pth (needs torch), e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth,
+# or the .safetensors / .npz that `python -m mrcnn_tf.pretrained convert` made of it.
+PRETRAINED_WEIGHTS = os.environ.get("MRCNN_PRETRAINED_WEIGHTS")
+PRETRAINED_NAME = os.environ.get("MRCNN_PRETRAINED_NAME", "maskrcnn_resnet50_fpn_v2")
+PHOTO = os.environ.get("MRCNN_PRETRAINED_IMAGE")  # a photo to detect in (default: a shapes image above)
+if not PRETRAINED_WEIGHTS:
+    print("no MRCNN_PRETRAINED_WEIGHTS: the COCO model is skipped")
+else:
+    from mrcnn_tf.data import Dataset
+    from mrcnn_tf.pretrained import COCO_CATEGORY_NAMES, torchvision_model
+
+    coco_model = torchvision_model(PRETRAINED_NAME, weights=PRETRAINED_WEIGHTS)  # torchvision's test settings
+    photo = images[0]
+    if PHOTO:
+        reader = Dataset()  # its load_image: EXIF rotation, grey and RGBA to RGB
+        reader.add_image("photo", 0, PHOTO)
+        reader.prepare()
+        photo = reader.load_image(0)
+    r = coco_model.detect([photo])[0]
+    keep = r["scores"] >= 0.5  # torchvision keeps >= 0.05 for COCO AP; draw the confident ones
+    print(f"{int(keep.sum())} of {len(keep)} detections with score >= 0.5: "
+          f"{sorted({COCO_CATEGORY_NAMES[c] for c in r['class_ids'][keep]})}")
+    fig = display_instances(photo, r["rois"][keep], r["masks"][..., keep], r["class_ids"][keep],
+                            COCO_CATEGORY_NAMES, r["scores"][keep], figsize=(8, 8))
+    display(fig)
+    plt.close(fig)'''),
     ],
     "train_shapes.ipynb": [
         new_markdown_cell("# Training on shapes with `model.fit`\n\nConfig, dataset, `DataGenerator`, "
@@ -183,7 +212,7 @@ for ax, picture, title in zip(axes, (masks[..., 0], mini[..., 0], restored[..., 
                               ("mask", f"mini mask {mini.shape[:2]}", "expanded back")):
     ax.imshow(picture, cmap="gray"); ax.set_title(title); ax.axis("off")
 display(fig); plt.close(fig)'''),
-        new_code_cell('''from mrcnn_tf.ops.image import RESIZE_MODES, random_crop_offset, resize_image, scaled_size
+        new_code_cell('''from mrcnn_tf.ops.image import RESIZE_MODES, crop_offset, resize_image, scaled_size
 
 wide = np.concatenate([image, image], axis=1)  # a 1:2 image shows how the modes differ
 fig, axes = plt.subplots(1, len(RESIZE_MODES), figsize=(3 * len(RESIZE_MODES), 3))
@@ -191,7 +220,7 @@ for ax, mode in zip(axes, RESIZE_MODES):
     crop_yx = None
     if mode == "crop":  # training crops the scaled image at a random offset
         _, height, width = scaled_size(wide.shape[0], wide.shape[1], mode, min_dim=SIZE)
-        crop_yx = random_crop_offset((int(height), int(width)), SIZE, np.random.default_rng(0))
+        crop_yx = crop_offset([height, width], SIZE, np.random.default_rng(0).random(2))
     out = resize_image(wide, mode, min_dim=SIZE, max_dim=SIZE, crop_yx=crop_yx)
     resized = out["image"].numpy()  # float pixel values, padding black
     print(f"{mode:13s} {wide.shape} -> {resized.shape} window={out['window'].numpy().tolist()} "
@@ -201,20 +230,25 @@ display(fig); plt.close(fig)'''),
         new_code_cell('''from mrcnn_tf.ops.image import denormalize
 from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
 from mrcnn_tf.ops.boxes import decode_boxes
+from mrcnn_tf.modeling.rpn_targets import rpn_targets
 from mrcnn_tf.visualize import draw_boxes
 
-# The RPN targets of the first image of a training batch (no augmentation, no shuffling).
+# The RPN targets of the first image of a training batch (no augmentation, no shuffling),
+# as the training graph computes them from the batch's ground truth.
 batch = DataGenerator(train_set, config, shuffle=False, seed=0)[0]
 molded = denormalize(batch["input_image"][0], config.MEAN_PIXEL, config.PIXEL_STD,
                      config.INPUT_CHANNEL_ORDER).numpy()  # uint8 RGB again
 anchors = pyramid_anchors_for_image(molded.shape[:2], config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
                                     config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE, normalized=False)
-match = batch["input_rpn_match"][0, :, 0]
+match, rpn_bbox = (t.numpy() for t in rpn_targets(
+    anchors, batch["input_gt_class_ids"][0], batch["input_gt_boxes"][0],
+    config.RPN_TRAIN_ANCHORS_PER_IMAGE, config.RPN_BBOX_STD_DEV,
+    config.RPN_POSITIVE_IOU, config.RPN_NEGATIVE_IOU))
 positive = anchors[match == 1]
 print(f"{len(anchors)} anchors: {(match == 1).sum()} positive, {(match == -1).sum()} negative, "
       f"{(match == 0).sum()} neutral")
-# input_rpn_bbox holds the positives' deltas in anchor order: applied, they land on the GT boxes.
-targets = decode_boxes(positive, batch["input_rpn_bbox"][0, :len(positive)], config.RPN_BBOX_STD_DEV).numpy()
+# rpn_bbox holds the positives' deltas in anchor order: applied, they land on the GT boxes.
+targets = decode_boxes(positive, rpn_bbox[:len(positive)], config.RPN_BBOX_STD_DEV).numpy()
 gt_boxes = batch["input_gt_boxes"][0][batch["input_gt_class_ids"][0] > 0]
 print("GT boxes:", gt_boxes.tolist())
 fig = draw_boxes(molded, boxes=positive, refined_boxes=targets, figsize=(4, 4),

@@ -14,6 +14,8 @@ from mrcnn_tf import DataGenerator, Dataset, MaskRCNN
 from mrcnn_tf.data import AnnotationFormatError, CocoDataset, ImageLoadError, ShapesDataset, ViaDataset
 from mrcnn_tf.layers import DetectionTargetLayer, ProposalLayer
 from mrcnn_tf.config import LOSS_NAMES
+from mrcnn_tf.modeling.rpn_targets import rpn_targets
+from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
 from mrcnn_tf.ops.boxes import box_iou, encode_boxes
 from mrcnn_tf.ops.roi_align import roi_align
 from test_model import TinyConfig
@@ -118,7 +120,7 @@ def test_handled_corpus_keeps_its_instances(tmp_path):
     batch = DataGenerator(dataset, config, shuffle=False)[0]
     counts = (batch["input_gt_class_ids"] > 0).sum(axis=1)
     assert counts.tolist() == [1] * len(CONVERTED) + [0]  # "empty" is last: added last
-    assert np.isfinite(batch["input_gt_boxes"]).all() and np.isfinite(batch["input_rpn_bbox"]).all()
+    assert np.isfinite(batch["input_gt_boxes"]).all() and np.isfinite(batch["input_image"]).all()
     filtered = DataGenerator(dataset, TinyConfig(NUM_CLASSES=2, FILTER_EMPTY_IMAGES=True))
     assert len(filtered.image_ids) == len(CONVERTED) and dataset.num_images == len(CONVERTED) + 1
 
@@ -172,9 +174,17 @@ def test_images_without_instances_are_valid_negatives():
     dataset.fault = "empty"
     dataset.load_shapes(2, 64, 64, seed=0)
     dataset.prepare()
-    batch = DataGenerator(dataset, TinyConfig(), seed=0)[0]
+    config = TinyConfig()
+    batch = DataGenerator(dataset, config, seed=0)[0]
     assert (batch["input_gt_class_ids"] == 0).all()
-    assert (batch["input_rpn_match"] == 1).sum() == 0 and (batch["input_rpn_match"] == -1).sum() > 0
+    anchors = pyramid_anchors_for_image((64, 64), config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
+                                        normalized=False)
+    match, deltas = rpn_targets(anchors, batch["input_gt_class_ids"][0], batch["input_gt_boxes"][0],
+                                config.RPN_TRAIN_ANCHORS_PER_IMAGE, config.RPN_BBOX_STD_DEV)
+    match = match.numpy()
+    assert (match == 1).sum() == 0 and (match == -1).sum() == config.RPN_TRAIN_ANCHORS_PER_IMAGE
+    assert not deltas.numpy().any()
 
 
 def test_duplicate_image_ids_are_refused():

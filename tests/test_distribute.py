@@ -5,9 +5,10 @@ replica's loss by the number of replicas (as Keras's own compute_loss does).
 The checks run in a fresh process: logical devices must be configured before
 TensorFlow initialises its devices.
 
-RoI sampling is made deterministic by letting DetectionTargetLayer take every
-candidate (8 proposals + the ground truth < TRAIN_ROIS_PER_IMAGE, positive ratio
-1): it then only shuffles the order, and the losses are means over sets.
+RoI and anchor sampling are made deterministic by taking every candidate
+(8 proposals + the ground truth < TRAIN_ROIS_PER_IMAGE, positive ratio 1; more
+RPN_TRAIN_ANCHORS_PER_IMAGE than anchors): the samplers then only shuffle the
+order, and the losses are means over sets.
 Gradient clipping is off so that a wrongly scaled gradient cannot be hidden by it.
 """
 
@@ -46,6 +47,7 @@ class TinyConfig(ModelTestConfig):  # the model tests' tiny model, taking every 
     POST_NMS_ROIS_TRAINING = 8
     TRAIN_ROIS_PER_IMAGE = 32      # > 8 proposals + MAX_GT_INSTANCES: every candidate is taken
     ROI_POSITIVE_RATIO = 1.0
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 2048  # > the 1023 anchors of a 64 px image: every label taken
     MAX_GT_INSTANCES = 8
     GRADIENT_CLIP_NORM = None
     LEARNING_RATE = 0.001  # updates well above the tolerance, roundoff well below

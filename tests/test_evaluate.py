@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from mrcnn_tf.data.dataset import Dataset
 from mrcnn_tf.data.shapes import ShapesDataset
-from mrcnn_tf.data.targets import extract_bboxes
+from mrcnn_tf.data import extract_bboxes
 from mrcnn_tf.evaluate import (IGNORED, UNMATCHED, build_coco_ground_truth, coco_evaluate,
                                compute_ap, compute_mAP, compute_matches, compute_overlaps,
                                compute_overlaps_masks, compute_recall, detections_to_coco,

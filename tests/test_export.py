@@ -78,6 +78,8 @@ def test_bad_arguments_raise_before_exporting(tmp_path):
         export_saved_model(Fake(), str(tmp_path), version=0)
     with pytest.raises(ValueError, match="max_image_size"):
         export_saved_model(Fake(), str(tmp_path), max_image_size=0)
+    with pytest.raises(ValueError, match="signatures must be some of"):
+        export_saved_model(Fake(), str(tmp_path), signatures=("serving_tensor", "serving_png"))
     with pytest.raises(TypeError, match="must be a MaskRCNN"):
         export_saved_model(object(), str(tmp_path))
     assert os.listdir(tmp_path) == []

@@ -8,7 +8,6 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mrcnn_tf.layers import (PADDING_CLASS_ID, DetectionLayer, DetectionTargetLayer,
                              LeadingDetectionBoxes, MergeRoiBatch, MetaField, NormalizeBoxes,

@@ -209,14 +209,13 @@ def test_generator_batches_have_fixed_shapes_and_valid_targets():
     assert batch["input_image"].shape == (2, 64, 64, 3)
     assert batch["input_gt_class_ids"].shape == (2, config.MAX_GT_INSTANCES)
     assert batch["input_gt_masks"].shape == (2, 28, 28, config.MAX_GT_INSTANCES)
-    assert batch["input_rpn_bbox"].shape == (2, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4)
-    match = batch["input_rpn_match"][..., 0]
-    assert ((match == 1).sum(axis=1) >= 1).all()  # every object gets an anchor
-    assert ((match != 0).sum(axis=1) <= config.RPN_TRAIN_ANCHORS_PER_IMAGE).all()
+    assert set(batch) == {"input_image", "input_image_meta", "input_gt_class_ids", "input_gt_boxes",
+                          "input_gt_masks"}  # nothing derived from anchors: the graph does that
+    assert ((batch["input_gt_class_ids"] > 0).sum(axis=1) >= 1).all()
     # Same seed, same batch: reproducible data.
     again = DataGenerator(dataset, config, shuffle=True, seed=0)[0]
-    np.testing.assert_array_equal(again["input_image"], batch["input_image"])
-    np.testing.assert_array_equal(again["input_rpn_match"], batch["input_rpn_match"])
+    for name in batch:
+        np.testing.assert_array_equal(again[name], batch[name])
 
 
 @pytest.mark.slow

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf.data.targets import extract_bboxes
+from mrcnn_tf.data import extract_bboxes
 from mrcnn_tf.ops.image import (batch_molded_size, boxes_to_original, denormalize, mold_batch,
-                                normalize, pad_to_batch, random_crop_offset, resize_bilinear,
+                                normalize, pad_to_batch, crop_offset, resize_bilinear,
                                 resize_image, resize_masks, scale_masks, scaled_size)
 from reference.numpy_ops import ref_normalize, ref_resize_bilinear, ref_scaled_size
 
@@ -122,8 +122,12 @@ def test_resize_bilinear_by_hand_and_identity():
 
 # ------------------------------------------------------------- crop mode
 def test_crop_is_the_window_of_the_scaled_image_at_the_offset(image_50x100):
-    offset = random_crop_offset((64, 128), 64, np.random.default_rng(3))
-    assert offset == random_crop_offset((64, 128), 64, np.random.default_rng(3))  # seeded
+    # Each offset is uniform over its choices: 65 in x (0..64), 1 in y.
+    np.testing.assert_array_equal(crop_offset([64, 128], 64, [0.0, 0.0]), [0, 0])
+    np.testing.assert_array_equal(crop_offset([64, 128], 64, [0.99, 0.5]), [0, 32])  # floor(0.5 * 65)
+    np.testing.assert_array_equal(crop_offset([64, 128], 64, [0.5, 0.9999]), [0, 64])
+    np.testing.assert_array_equal(crop_offset([64, 128], 64, [1.0, 1.0]), [0, 64])  # stays inside
+    offset = tuple(int(v) for v in crop_offset([64, 128], 64, np.random.default_rng(3).random(2)))
     y, x = offset
     assert y == 0 and 0 <= x <= 64
     out = numpy_of(resize_image(image_50x100, "crop", 64, crop_yx=offset))
@@ -133,13 +137,14 @@ def test_crop_is_the_window_of_the_scaled_image_at_the_offset(image_50x100):
     np.testing.assert_allclose(out["scale"], [1.28, 1.28], rtol=1e-6)
     scaled = resize_bilinear(tf.constant(image_50x100, tf.float32), 64, 128).numpy()
     np.testing.assert_array_equal(out["image"], scaled[y:y + 64, x:x + 64])
-    offsets = {random_crop_offset((64, 128), 64, np.random.default_rng(s)) for s in range(20)}
+    offsets = {tuple(int(v) for v in crop_offset([64, 128], 64, np.random.default_rng(s).random(2)))
+               for s in range(20)}
     assert all(0 <= ox <= 64 and oy == 0 for oy, ox in offsets) and len(offsets) > 5
 
 
 def test_crop_outside_the_scaled_image_is_refused(image_50x100):
-    with pytest.raises(ValueError, match="does not fit"):
-        random_crop_offset((50, 100), 64, np.random.default_rng(0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="does not fit"):
+        crop_offset([50, 100], 64, [0.5, 0.5])
     with pytest.raises(tf.errors.InvalidArgumentError, match="crop"):
         resize_image(image_50x100, "crop", 64, crop_yx=(1, 0))
 

@@ -1,12 +1,14 @@
 """ops/masks.py: pasting box-relative masks against a float64 loop (pixel centres in the
 box, clamped bilinear, >= 0.5), degenerate boxes, and GT mini masks there and back."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from skimage.draw import disk
 
-from mrcnn_tf.data.targets import extract_bboxes
+from mrcnn_tf.data import extract_bboxes
 from mrcnn_tf.ops.masks import MASK_THRESHOLD, crop_masks, expand_masks, paste_mask, paste_masks
 from reference.numpy_ops import ref_crop_mask, ref_paste_mask
 
@@ -79,6 +81,26 @@ def test_paste_masks_matches_the_loop_reference(seed):
         np.testing.assert_array_equal(pasted[i, :height, :width][decided], reference[decided])
         assert not pasted[i, height:].any() and not pasted[i, :, width:].any()
     assert pasted.any()
+
+
+def test_torchvision_paste_mode_equals_paste_masks_in_image():
+    """Against torchvision's own output (tests/fixtures/torchvision/make_fixtures.py)."""
+    case = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "torchvision", "paste_masks.npz"))
+    height, width = (int(v) for v in case["image_hw"])
+    theirs = np.unpackbits(case["pasted"], axis=-1, count=width).astype(bool)
+    count = len(case["masks"])
+    boxes = case["boxes"][:, [1, 0, 3, 2]]  # (x1, y1, x2, y2) -> ours
+    ours = paste_masks(case["masks"], boxes, np.tile([[height, width]], [count, 1]), mode="torchvision").numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    assert theirs.any(axis=(1, 2)).mean() > 0.8
+    # The default geometry is another one (the mask spans its box exactly): it must differ here.
+    default = paste_masks(case["masks"], boxes, np.tile([[height, width]], [count, 1])).numpy()
+    assert (default != theirs).any(axis=(1, 2)).mean() > 0.5
+
+
+def test_paste_mode_is_checked():
+    with pytest.raises(ValueError, match="paste mode must be one of"):
+        paste_masks(np.zeros([1, 28, 28]), np.zeros([1, 4]), np.ones([1, 2]), mode="detectron2")
 
 
 def test_paste_nothing_gives_an_empty_batch():

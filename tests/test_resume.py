@@ -30,8 +30,12 @@ SCRIPT = textwrap.dedent("""
 
     model_dir, epochs, kill_after, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     keras.utils.set_random_seed(0)
+    # A schedule over the 12 iterations: warmup to 4, x0.1 at 8 (after the resume at 6), with
+    # PyTorch's L2 decay: the resumed run must land on the same rates at the same iterations.
     config = TinyConfig(IMAGES_PER_GPU=1, STEPS_PER_EPOCH=3, POST_NMS_ROIS_TRAINING=16,
-                        TRAIN_ROIS_PER_IMAGE=24, ROI_POSITIVE_RATIO=1.0, LEARNING_RATE=0.02)
+                        TRAIN_ROIS_PER_IMAGE=24, ROI_POSITIVE_RATIO=1.0, LEARNING_RATE=0.02,
+                        RPN_TRAIN_ANCHORS_PER_IMAGE=2048,  # > the 1023 anchors: every label taken
+                        WARMUP_ITERS=4, LR_STEPS=(8,), WEIGHT_DECAY_MODE="l2")
     model = MaskRCNN("training", config, model_dir)
     if resume == "weights-only":  # the control: weights and epoch, no optimizer state
         model.load_weights(model.find_last())
@@ -97,6 +101,8 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     final_resumed = weights(os.path.join(checkpoints(tmp_path / "resumed")[0], files[-1]))
     # Same iteration count, same momentum, same weights.
     assert final_resumed["optimizer_state/0"] == final_straight["optimizer_state/0"] == 12
+    record = ResumeState.read(os.path.join(checkpoints(tmp_path / "resumed")[0], files[-1])).training
+    assert record["start_epoch"] == 0 and record["end_epoch"] == 4  # the schedule's origin kept
     difference = max_difference(final_resumed, final_straight)
 
     weights_only = run(control_dir, epochs=4, resume="weights-only")
@@ -223,3 +229,40 @@ def test_a_train_call_with_nothing_to_train_leaves_the_state_for_the_next(tmp_pa
     model.train(shapes(2, seed=1), None, 0.01, 2, "heads", verbose=0, log_images=0)
     assert model._saved_optimizer_state is pending and model.epoch == 3
     assert sorted(f for f in os.listdir(run_dir) if f.endswith(".h5")) == ["mask_rcnn_tiny_0003.h5"]
+
+
+def test_a_schedule_and_l2_decay_resume_on_the_same_rate(tmp_path):
+    # Warmup to 3, x0.1 at 4: a run stopped after 2 steps and resumed from its checkpoint
+    # must take steps 3 and 4 as the uninterrupted run does (rate from the restored count).
+    from mrcnn_tf.training.optimizer import build_optimizer
+    from mrcnn_tf.training.schedules import WarmupMultiStep
+
+    def compiled(seed):
+        model = tiny_keras_model(seed=seed)
+        schedule = WarmupMultiStep(0.1, steps=(3,), gamma=0.1, warmup_iters=2, warmup_factor=0.1)
+        model.compile(optimizer=build_optimizer(schedule, 0.9, 0.01, "l2"), loss="mse")
+        return model
+
+    straight, killed = compiled(0), compiled(0)
+    for step in range(4):
+        _train_steps(straight, 1, seed=step)
+    for step in range(2):
+        _train_steps(killed, 1, seed=step)
+    path = str(tmp_path / "mask_rcnn_tiny_0002.h5")
+    save_weights_by_name(killed, path, optimizer=killed.optimizer,
+                         training={"layers": "all", "end_epoch": 4, "learning_rate": 0.1, "epoch": 2})
+    resumed = compiled(9)
+    load_weights_by_name(resumed, path)
+    restored, message = resume_optimizer(resumed.optimizer, resumed.trainable_variables,
+                                         ResumeState.read(path), "all", 0.1)
+    assert restored, message
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(0.1)  # iteration 2: warmed up
+    fresh = compiled(9)  # the control: same weights, the schedule restarted at iteration 0
+    load_weights_by_name(fresh, path)
+    for step in (2, 3):
+        _train_steps(resumed, 1, seed=step)
+        _train_steps(fresh, 1, seed=step)
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(0.01)  # past the step at 3
+    for a, b in zip(resumed.weights, straight.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(fresh.weights[0].numpy(), straight.weights[0].numpy(), atol=1e-4)

@@ -17,12 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("MRCNN_SHARED_DIR", os.path.join(REPO, "..", "shared"))
-BALLOON = os.path.join(SHARED, "data", "balloon")
-needs_balloon = pytest.mark.skipif(not os.path.isdir(BALLOON),
-                                   reason=f"balloon VIA dataset not found at {os.path.abspath(BALLOON)} "
-                                          f"(set MRCNN_SHARED_DIR)")
+from shared_data import BALLOON, REPO, needs_balloon
 
 
 def run(*args, timeout=600):
@@ -214,12 +209,13 @@ def write_shapes(directory, count):
     return shapes.class_names, items
 
 
-@pytest.mark.slow
-def test_coco_sample_trains_and_evaluates_a_coco_file(tmp_path, capsys):
+def write_coco_shapes(root, count):
+    """``count`` shapes images under ``root/images`` and their COCO JSON ``root/train.json``
+    (RLE masks, category ids 10, 20, 30: not contiguous, as in real COCO files).
+    Returns (class names, annotation file path)."""
     from pycocotools import mask as mask_utils
 
-    class_names, items = write_shapes(str(tmp_path / "images"), 4)
-    # Category ids 10, 20, 30: not contiguous, as in real COCO files.
+    class_names, items = write_shapes(str(root / "images"), count)
     coco = {"images": [], "annotations": [],
             "categories": [{"id": 10 * c, "name": n} for c, n in enumerate(class_names[1:], 1)]}
     for i, (path, masks, class_ids) in enumerate(items, 1):
@@ -230,8 +226,15 @@ def test_coco_sample_trains_and_evaluates_a_coco_file(tmp_path, capsys):
             coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": i,
                                         "category_id": 10 * int(c), "segmentation": rle, "iscrowd": 0,
                                         "area": float(m.sum()), "bbox": list(mask_utils.toBbox(rle))})
-    annotations = tmp_path / "train.json"
+    annotations = root / "train.json"
     annotations.write_text(json.dumps(coco))
+    return class_names, annotations
+
+
+@pytest.mark.slow
+def test_coco_sample_trains_and_evaluates_a_coco_file(tmp_path, capsys):
+    # Category ids 10, 20, 30: not contiguous, as in real COCO files.
+    class_names, annotations = write_coco_shapes(tmp_path, 4)
     script = os.path.join(REPO, "samples", "coco", "coco.py")
     logs = str(tmp_path / "logs")
     common = ["--annotations", str(annotations), "--images", str(tmp_path / "images"),

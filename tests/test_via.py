@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mrcnn_tf.data.coco import AnnotationFormatError
-from mrcnn_tf.data.targets import extract_bboxes
+from mrcnn_tf.data import extract_bboxes
 from mrcnn_tf.data.via import ViaDataset
 
 BALLOON = "/work/shared/data/balloon"

@@ -10,9 +10,12 @@ import pytest
 from mrcnn_tf import MaskRCNN
 from mrcnn_tf.modeling.backbone import resnet_graph
 from mrcnn_tf.image_meta import compose_image_meta
+from mrcnn_tf.ops.image import normalize
 from mrcnn_tf.weights import (classic_resnet_name, imagenet_weights_path, load_imagenet_backbone,
                               load_weights_by_name, save_weights_by_name)
 from test_model import TinyConfig
+
+preprocess_input = keras.applications.resnet.preprocess_input
 
 
 def randomize(keras_model, seed):
@@ -100,6 +103,88 @@ def test_classic_file_loads_back_exactly(tmp_path, capsys, full_model_file, wrap
         np.testing.assert_allclose(after[key], expected[key], atol=1e-5)
     for a, b in zip(target.keras_model.weights, source.keras_model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+BN_ORDER = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def matterport_layers(config, rng):
+    """{layer: [(weight name, array)]}: some layers of mask_rcnn_coco.h5, spelled as there, at config's sizes.
+
+    Written from the names and shapes of matterport's model (not from ours). Each
+    BatchNorm variable gets its own range (gamma ~2, beta ~-1, mean ~10, variance ~100)
+    so that any swap shows.
+    """
+    top, rpn, mask, fc = (config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS,
+                          config.MASK_HEAD_CHANNELS, config.FPN_CLASSIF_FC_LAYERS_SIZE)
+    classes, anchors = config.NUM_CLASSES, len(config.RPN_ANCHOR_RATIOS)
+
+    def conv(name, *shape):
+        return [(f"{name}/kernel:0", rng.normal(0, 0.1, shape)),
+                (f"{name}/bias:0", rng.normal(0, 0.1, shape[-1]))]
+
+    def bn(name, width):
+        centres = {"gamma": 2.0, "beta": -1.0, "moving_mean": 10.0, "moving_variance": 100.0}
+        return [(f"{name}/{w}:0", centres[w] + rng.uniform(-0.5, 0.5, width)) for w in BN_ORDER]
+
+    return {
+        "input_image": [],  # weightless layers are listed with empty weight_names
+        "fpn_p2": conv("fpn_p2", 3, 3, top, top),
+        "rpn_model": (conv("rpn_conv_shared", 3, 3, top, rpn) + conv("rpn_class_raw", 1, 1, rpn, 2 * anchors)
+                      + conv("rpn_bbox_pred", 1, 1, rpn, 4 * anchors)),
+        "roi_align_classifier": [],
+        "mrcnn_class_bn1": bn("mrcnn_class_bn1", fc),
+        "mrcnn_bbox_fc": conv("mrcnn_bbox_fc", fc, 4 * classes),
+        "mrcnn_mask_conv1": conv("mrcnn_mask_conv1", 3, 3, top, mask),
+        "mrcnn_mask_bn1": bn("mrcnn_mask_bn1", mask),
+        "mrcnn_mask_deconv": conv("mrcnn_mask_deconv", 2, 2, mask, mask),
+        "mrcnn_mask": conv("mrcnn_mask", 1, 1, mask, classes),
+        "res2a_branch2a": conv("res2a_branch2a", 1, 1, 64, 64),  # a ResNet layer this model lacks
+    }
+
+
+def write_matterport_file(path, layers, full_model_file):
+    """The Keras 2.1 ``save_weights`` (or ``model.save``: under ``model_weights``) layout, with h5py."""
+    with h5py.File(path, "w") as f:
+        root = f.create_group("model_weights") if full_model_file else f
+        root.attrs["layer_names"] = np.array([name.encode("utf8") for name in layers], dtype="S")
+        root.attrs["backend"], root.attrs["keras_version"] = b"tensorflow", b"2.1.3"
+        for name, weights in layers.items():
+            group = root.create_group(name)
+            group.attrs["weight_names"] = (np.array([w.encode("utf8") for w, _ in weights], dtype="S")
+                                           if weights else np.zeros([0], "S1"))
+            for weight_name, value in weights:
+                group.create_dataset(weight_name, data=value.astype(np.float32))
+
+
+@pytest.mark.parametrize("full_model_file", [False, True])
+def test_matterport_h5_layout_loads_each_array_into_its_variable(tmp_path, full_model_file):
+    model = MaskRCNN("inference", TinyConfig(), tmp_path)
+    layers = matterport_layers(model.config, np.random.default_rng(9))
+    path = str(tmp_path / "mask_rcnn_coco.h5")
+    write_matterport_file(path, layers, full_model_file)
+    with h5py.File(path) as f:  # the layout as matterport's file has it
+        root = f["model_weights"] if full_model_file else f
+        assert "mrcnn_mask_conv1/kernel:0" in root["mrcnn_mask_conv1"]  # nested by the "/"
+        assert list(root["mrcnn_mask_bn1"]["mrcnn_mask_bn1"]) == [  # keys: alphabetical, not BN_ORDER
+            "beta:0", "gamma:0", "moving_mean:0", "moving_variance:0"]
+        assert [n.decode() for n in root["rpn_model"].attrs["weight_names"]][:2] == [
+            "rpn_conv_shared/kernel:0", "rpn_conv_shared/bias:0"]
+
+    report = model.load_weights(path)
+    weighted = [name for name, weights in layers.items() if weights]
+    assert sorted(report.loaded) == sorted(weighted[:-1]) and report.skipped == ["res2a_branch2a"]
+    assert not report.mismatched and "mrcnn_class_conv1" in report.missing
+    variables = {w.path.split("/")[-2] + "/" + w.path.split("/")[-1]: w
+                 for name in weighted[:-1] for w in model.find_layer(name).weights}
+    assert len(variables) == sum(len(layers[name]) for name in weighted[:-1])  # every variable filled
+    for name in weighted[:-1]:
+        for weight_name, value in layers[name]:
+            np.testing.assert_array_equal(variables[weight_name.split(":")[0]].numpy(),
+                                          value.astype(np.float32), err_msg=f"{name}: {weight_name}")
+    bn = model.find_layer("mrcnn_mask_bn1")
+    assert bn.gamma.numpy().min() > 1.4 and bn.beta.numpy().max() < -0.4
+    assert bn.moving_mean.numpy().min() > 9.4 and bn.moving_variance.numpy().min() > 99
 
 
 def test_new_class_count_loads_with_exclude_and_reports_mismatches_without(tmp_path):
@@ -217,6 +302,67 @@ def test_backbone_weights_imagenet_loads_the_cached_file_in_maskrcnn(tmp_path, m
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     # The heads are left as initialised: only the backbone comes from the file.
     assert not model.find_layer("fpn_p2").weights[1].numpy().any()
+    # conv1 adapted to this config's input (RGB minus ShapesConfig's 128): it sees what Keras's does.
+    config = model.config
+    image = np.random.default_rng(6).uniform(0, 255, [1, 64, 64, 3]).astype(np.float32)
+    molded = normalize(image, config.MEAN_PIXEL, config.PIXEL_STD, config.INPUT_CHANNEL_ORDER)
+    ours = model.find_layer("conv1")(model.find_layer("conv1_pad")(molded)).numpy()
+    theirs = keras.Model(reference.input, reference.get_layer("conv1_conv").output)(preprocess_input(image))
+    assert_interior_equal(ours, theirs.numpy())
+
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # what keras.applications.resnet.preprocess_input subtracts
+# conv1 (7x7, stride 2, 3-pixel zero padding): outputs [2, -2) of a 64 px side see no padding.
+INTERIOR = (slice(None), slice(2, -2), slice(2, -2))
+
+
+def assert_interior_equal(ours, theirs):
+    """Equal to float32 precision where conv1's window lies inside the image."""
+    np.testing.assert_allclose(ours[INTERIOR], theirs[INTERIOR], rtol=1e-5,
+                               atol=1e-5 * np.abs(theirs).max())
+
+
+@pytest.fixture(scope="module")
+def resnet50_stems(tmp_path_factory):
+    """(classic .h5 of a seeded Keras Applications ResNet50, its conv1_conv model, our R50 backbone)."""
+    reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    randomize(reference, seed=7)
+    path = str(tmp_path_factory.mktemp("imagenet") / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    write_classic_file(reference, path)
+    image = keras.Input((64, 64, 3))
+    backbone = keras.Model(image, resnet_graph(image, "resnet50")[0])
+    return path, keras.Model(reference.input, reference.get_layer("conv1_conv").output), backbone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mean_pixel,pixel_std,order,exact_borders", [
+    (CAFFE_MEAN_BGR[::-1], (1.0, 1.0, 1.0), "RGB", True),  # RGB minus the same mean
+    (CAFFE_MEAN_BGR, (1.0, 1.0, 1.0), "BGR", True),         # caffe's own input: the kernel unchanged
+    ((123.7, 116.8, 103.9), (1.0, 1.0, 1.0), "RGB", False),  # Config's default MEAN_PIXEL
+    ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "RGB", False),  # torchvision's mean / std
+])
+def test_imagenet_conv1_on_our_input_equals_keras_on_preprocess_input(
+        resnet50_stems, mean_pixel, pixel_std, order, exact_borders):
+    """The ImageNet files expect caffe-style BGR: conv1 is adapted to the config's normalisation."""
+    path, keras_conv1, backbone = resnet50_stems
+    image = np.random.default_rng(8).uniform(0, 255, [2, 64, 64, 3]).astype(np.float32)
+    theirs = keras_conv1(preprocess_input(image.copy())).numpy()
+    molded = normalize(image, mean_pixel, pixel_std, order)
+
+    def ours():
+        return backbone.get_layer("conv1")(backbone.get_layer("conv1_pad")(molded)).numpy()
+
+    load_imagenet_backbone(backbone, path, "resnet50", mean_pixel=mean_pixel, pixel_std=pixel_std,
+                           channel_order=order)
+    assert_interior_equal(ours(), theirs)
+    if exact_borders:  # the zero padding is the caffe mean colour in both
+        np.testing.assert_allclose(ours(), theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
+    else:  # our padding is the colour mean_pixel: a small difference on the border only
+        border = np.abs(ours() - theirs).max()
+        assert 0 < border < 0.3 * np.abs(theirs).max()
+    load_imagenet_backbone(backbone, path, "resnet50")  # the file's kernel as it is: caffe BGR input only
+    wrong = np.abs(ours()[INTERIOR] - theirs[INTERIOR]).max()
+    assert (wrong < 1e-3) == (order == "BGR" and exact_borders), wrong
 
 
 def tiny_classic_backbone():

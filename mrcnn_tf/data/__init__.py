@@ -12,9 +12,10 @@ from mrcnn_tf.data.dataset import (
     ImageLoadError,
 )
 from mrcnn_tf.data.shapes import ShapesConfig, ShapesDataset
-from mrcnn_tf.data.targets import extract_bboxes
+from mrcnn_tf.data.samples import extract_bboxes
 
 from mrcnn_tf.data.generator import DataGenerator, load_image_gt, load_sample
+from mrcnn_tf.data.tfdata import to_tf_dataset
 from mrcnn_tf.data.coco import AnnotationFormatError, CocoDataset
 from mrcnn_tf.data.via import ViaDataset
 from mrcnn_tf.data.augment import (
@@ -40,6 +41,7 @@ __all__ = [
     "DataGenerator",
     "load_image_gt",
     "load_sample",
+    "to_tf_dataset",
     "AnnotationFormatError",
     "CocoDataset",
     "ViaDataset",

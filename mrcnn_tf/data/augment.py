@@ -194,8 +194,36 @@ class Compose:
 
 
 def default_augmentation():
-    """Horizontal flip, scale jitter and colour jitter with default settings."""
-    return Compose([HorizontalFlip(), ScaleJitter(), ColorJitter()])
+    """Horizontal flip and colour jitter with default settings.
+
+    Scale augmentation is part of the resize (Config IMAGE_MIN_DIM tuple,
+    IMAGE_SCALE_JITTER): a rescale before it would be undone by it.
+    """
+    return Compose([HorizontalFlip(), ColorJitter()])
+
+
+# Resize modes that bring every image to one size (or short side): a ScaleJitter before
+# them changes nothing the model sees.
+_SIZE_NORMALISING_MODES = ("square", "crop", "shortest_edge")
+
+
+def check_effective(augmentation, resize_mode):
+    """Refuse a ScaleJitter (also inside a Compose) that the resize would undo.
+
+    Raises:
+        ValueError naming the transform and the resize mode, pointing at the
+        Config attributes that jitter inside the resize.
+    """
+    pending = [augmentation]
+    while pending:
+        transform = pending.pop()
+        if isinstance(transform, Compose):
+            pending.extend(transform.transforms)
+        elif isinstance(transform, ScaleJitter) and resize_mode in _SIZE_NORMALISING_MODES:
+            raise ValueError(
+                f"{transform!r} is undone by IMAGE_RESIZE_MODE {resize_mode!r}, which resizes every "
+                f"image to the same size afterwards; jitter in the resize instead: IMAGE_MIN_DIM as "
+                f"a tuple ('shortest_edge', multi-scale) or IMAGE_SCALE_JITTER ('square', large-scale jitter)")
 
 
 class AlbumentationsAdapter:

@@ -347,9 +347,24 @@ class CocoDataset(Dataset):
             dropped += n_dropped
             if seg is None:
                 continue
-            per_image.setdefault(image_id, []).append({
-                "id": ann.get("id", i + 1), "image_id": image_id, "category_id": cat_id,
-                "segmentation": seg, "iscrowd": int(bool(ann.get("iscrowd", 0)))})
+            entry = {"id": ann.get("id", i + 1), "image_id": image_id, "category_id": cat_id,
+                     "segmentation": seg, "iscrowd": int(bool(ann.get("iscrowd", 0)))}
+            # The file's own box and area, when present, are what COCO evaluation scores against.
+            if "bbox" in ann:
+                box = ann["bbox"]
+                if not (isinstance(box, list) and len(box) == 4 and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                        for v in box) and box[2] >= 0 and box[3] >= 0):
+                    raise AnnotationFormatError(f"{where}.bbox must be [x, y, w, h] (4 finite numbers, "
+                                                f"w, h >= 0), got {box!r}")
+                entry["bbox"] = [float(v) for v in box]
+            if "area" in ann:
+                area = ann["area"]
+                if not (isinstance(area, (int, float)) and not isinstance(area, bool)
+                        and math.isfinite(area) and area >= 0):
+                    raise AnnotationFormatError(f"{where}.area must be a number >= 0, got {area!r}")
+                entry["area"] = float(area)
+            per_image.setdefault(image_id, []).append(entry)
         return per_image, dropped
 
     # ---------------------------------------------------------------- pixels

@@ -1,15 +1,13 @@
-"""From a Dataset to training batches: load_image_gt and the DataGenerator.
+"""From a Dataset to training batches: load_sample, load_image_gt and the DataGenerator.
 
-The geometry is the TF ops of ``ops/image.py`` and ``ops/masks.py``, the
-inference path's own, run on the CPU one image at a time (traced once per
-configuration, for any image size): resize and pad (or crop) with ``resize_image`` /
-``resize_masks``, mini masks with ``crop_masks``, batch padding with
-``batch_molded_size`` / ``pad_to_batch``, then ``normalize``. Random draws
-(crop offsets, augmentation, RPN sampling) come from the generator's numpy
-``rng`` only, so seeded runs are reproducible in any worker order.
+The stages are ``data/samples.py``'s (read, mold with the inference path's
+own TF geometry, batch), run eagerly on the CPU one image at a time;
+``to_tf_dataset`` runs the same stages in ``tf.data``. Random draws (crop
+offsets, augmentation, instance subsets) come from one numpy Generator per
+image (``sample_rng``), so seeded runs are reproducible in any worker order.
+RPN targets are computed in the training graph, not here.
 """
 
-import functools
 import math
 import multiprocessing
 import warnings
@@ -18,16 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn_tf.data.augment import check_effective
 from mrcnn_tf.data.dataset import ImageLoadError
-from mrcnn_tf.data.targets import build_rpn_targets, extract_bboxes
+from mrcnn_tf.data.samples import (DATA_DEVICE, batch_inputs, mold_sample, read_sample,
+                                   sample_rng, stack_molded)
 from mrcnn_tf.image_meta import compose_image_meta
-from mrcnn_tf.ops.anchors import pyramid_anchors_for_image
-from mrcnn_tf.ops.image import (SIZE_MULTIPLE, batch_molded_size, normalize, pad_to_batch,
-                                random_crop_offset, resize_image, resize_masks, scaled_size)
-from mrcnn_tf.ops.masks import crop_masks
-
-# Data preparation stays on the host, whatever devices train.
-DATA_DEVICE = "/CPU:0"
 
 
 def _check_start_method(use_multiprocessing):
@@ -44,80 +37,6 @@ def _check_start_method(use_multiprocessing):
             "start, under `if __name__ == \"__main__\":`")
 
 
-def side_multiple(config):
-    """What the molded batch's sides must divide by: 64 (P6's stride) for the classic
-    modes, IMAGE_PAD_MULTIPLE for "shortest_edge" (the batch is padded up to it)."""
-    if config.IMAGE_RESIZE_MODE == "shortest_edge":
-        return int(config.IMAGE_PAD_MULTIPLE)
-    return SIZE_MULTIPLE
-
-
-def _check_instances(dataset, image_id, image, masks, class_ids):
-    """Reject annotations that would silently train on wrong targets."""
-    reference = dataset.image_reference(image_id)
-    if masks.ndim != 3 or masks.shape[:2] != image.shape[:2]:
-        raise ValueError(f"image {image_id} ({reference}): masks have shape {masks.shape}, "
-                         f"expected [{image.shape[0]}, {image.shape[1]}, N] like the image")
-    if class_ids.shape != (masks.shape[2],):
-        raise ValueError(f"image {image_id} ({reference}): {masks.shape[2]} masks but "
-                         f"class_ids has shape {class_ids.shape}")
-    bad = class_ids[(class_ids >= dataset.num_classes) | (class_ids == 0)]
-    if bad.size:
-        raise ValueError(f"image {image_id} ({reference}): class id {int(bad[0])} is not a "
-                         f"foreground class of this dataset (1..{dataset.num_classes - 1}; "
-                         f"negative ids mark crowd regions)")
-
-
-@functools.lru_cache(maxsize=None)
-def _traced_resize(mode, min_dim, max_dim, min_scale, channels):
-    """resize_image + resize_masks of one configuration, traced once for every image size.
-
-    Returns:
-        tf.function (image float32 [H, W, C], masks bool [H, W, N], crop_yx
-        int32 [2], read in "crop" mode only) -> (image float32 [h, w, C],
-        window int32 [4], scale float32 [2], masks bool [h, w, N]).
-    """
-    @tf.function(input_signature=[tf.TensorSpec([None, None, channels], tf.float32),
-                                  tf.TensorSpec([None, None, None], tf.bool),
-                                  tf.TensorSpec([2], tf.int32)])
-    def resize(image, masks, crop_yx):
-        with tf.device(DATA_DEVICE):
-            resized = resize_image(image, mode, min_dim, max_dim, min_scale,
-                                   crop_yx if mode == "crop" else None)
-            return (resized["image"], resized["window"], resized["scale"],
-                    resize_masks(masks, resized))
-
-    return resize
-
-
-@functools.lru_cache(maxsize=None)
-def _traced_crop_masks(output_size):
-    """crop_masks to ``output_size``, traced once: (masks bool [H, W, N], boxes [N, 4]) -> bool."""
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.bool),
-                                  tf.TensorSpec([None, 4], tf.float32)])
-    def crop(masks, boxes):
-        with tf.device(DATA_DEVICE):
-            return crop_masks(masks, boxes, output_size)
-
-    return crop
-
-
-def _resize(image, masks, config, rng):
-    """Mold one image and its masks the way the model sees them ("crop": at an offset from
-    ``rng``). Returns numpy (image, window, scale, masks) as :func:`_traced_resize`."""
-    mode = config.IMAGE_RESIZE_MODE
-    min_dim, max_dim, min_scale = config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE
-    crop_yx = (0, 0)
-    if mode == "crop":
-        with tf.device(DATA_DEVICE):
-            _, height, width = scaled_size(image.shape[0], image.shape[1], mode, min_dim, max_dim,
-                                           min_scale)
-        crop_yx = random_crop_offset((int(height), int(width)), int(min_dim), rng)
-    resize = _traced_resize(mode, min_dim, max_dim, min_scale, int(config.IMAGE_CHANNEL_COUNT))
-    outputs = resize(np.asarray(image, np.float32), masks, np.array(crop_yx, np.int32))
-    return tuple(value.numpy() for value in outputs)
-
-
 def load_sample(dataset, config, image_id, augmentation=None, rng=None):
     """One image and its ground truth, molded the way the model sees them (before batching).
 
@@ -132,42 +51,19 @@ def load_sample(dataset, config, image_id, augmentation=None, rng=None):
         int32 [NUM_CLASSES]; ``class_ids`` int32 [N]; ``boxes`` int32
         [N, (y1, x1, y2, x2)] molded pixels, y2/x2 exclusive; ``masks`` bool
         [h, w, N], or [mh, mw, N] mini masks (``crop_masks`` of each box).
-        Instances whose mask is empty after augmenting/resizing are dropped.
+        Instances whose mask is empty after augmenting/resizing are dropped,
+        and at most MAX_GT_INSTANCES kept (a random subset).
     """
-    rng = rng if rng is not None else np.random.default_rng()
-    image = dataset.load_image(image_id)
-    masks, class_ids = dataset.load_mask(image_id)
-    masks, class_ids = np.asarray(masks, bool), np.asarray(class_ids, np.int32)
-    _check_instances(dataset, image_id, image, masks, class_ids)
-    if augmentation is not None:
-        image, masks = augmentation(image, masks, rng)
-    molded, window, scale, masks = _resize(image, masks, config, rng)
-    keep = masks.any(axis=(0, 1))
-    masks, class_ids = masks[:, :, keep], class_ids[keep]
-    boxes = extract_bboxes(masks)
-    if config.USE_MINI_MASK:
-        crop = _traced_crop_masks(tuple(int(v) for v in config.MINI_MASK_SHAPE))
-        masks = crop(masks, boxes.astype(np.float32)).numpy()
-    info = {"original_size": np.array(image.shape[:2], np.int32),
-            "molded_size": np.array(molded.shape[:2], np.int32), "window": window, "scale": scale}
-    # Config-sized: a dataset may use fewer classes than the model (the rest stay inactive).
-    active_class_ids = np.zeros([config.NUM_CLASSES], np.int32)
-    source = dataset.image_info[image_id]["source"]
-    active_class_ids[dataset.source_class_ids[source]] = 1
-    return {"image": molded, "info": info, "image_id": int(image_id),
-            "active_class_ids": active_class_ids, "class_ids": class_ids, "boxes": boxes,
-            "masks": masks}
-
-
-def _compose_meta(samples, molded_hw, config):
-    """The batch's meta vectors: each sample's info, with the batch's molded size."""
-    info = {name: np.stack([s["info"][name] for s in samples])
-            for name in ("original_size", "window", "scale")}
-    info["molded_size"] = np.tile(np.asarray(molded_hw, np.int32)[None], [len(samples), 1])
-    meta = compose_image_meta(info, np.stack([s["active_class_ids"] for s in samples]),
-                              image_ids=np.array([s["image_id"] for s in samples], np.int32),
-                              channels=config.IMAGE_CHANNEL_COUNT)
-    return meta.numpy()
+    with tf.device(DATA_DEVICE):
+        molded = mold_sample(read_sample(dataset, config, image_id, augmentation, rng), config)
+    n = int(molded["num_instances"])
+    return {"image": molded["image"].numpy(),
+            "info": {name: molded[name].numpy()
+                     for name in ("original_size", "molded_size", "window", "scale")},
+            "image_id": int(molded["image_id"]), "active_class_ids": molded["active_class_ids"],
+            "class_ids": molded["gt_class_ids"].numpy()[:n],
+            "boxes": molded["gt_boxes"].numpy()[:n].astype(np.int32),
+            "masks": molded["gt_masks"].numpy()[..., :n]}
 
 
 def load_image_gt(dataset, config, image_id, augmentation=None, rng=None):
@@ -190,7 +86,10 @@ def load_image_gt(dataset, config, image_id, augmentation=None, rng=None):
     """
     sample = load_sample(dataset, config, image_id, augmentation, rng)
     with tf.device(DATA_DEVICE):
-        meta = _compose_meta([sample], sample["info"]["molded_size"], config)[0]
+        info = {name: value[None] for name, value in sample["info"].items()}
+        meta = compose_image_meta(info, sample["active_class_ids"][None],
+                                  image_ids=np.array([sample["image_id"]], np.int32),
+                                  channels=config.IMAGE_CHANNEL_COUNT).numpy()[0]
     return sample["image"], meta, sample["class_ids"], sample["boxes"], sample["masks"]
 
 
@@ -201,12 +100,12 @@ class DataGenerator(keras.utils.PyDataset):
     ``input_image`` float32 [B, H, W, 3] (``ops.image.normalize``d with
     MEAN_PIXEL, PIXEL_STD, INPUT_CHANNEL_ORDER; images smaller than the
     batch's largest are padded bottom/right with black before normalising),
-    ``input_image_meta`` [B, META], ``input_rpn_match`` int32 [B, A, 1],
-    ``input_rpn_bbox`` [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4],
-    ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES],
+    ``input_image_meta`` [B, META], ``input_gt_class_ids`` int32 [B, MAX_GT_INSTANCES],
     ``input_gt_boxes`` [B, MAX_GT_INSTANCES, 4] (molded-image pixels) and
     ``input_gt_masks`` bool [B, mh, mw, MAX_GT_INSTANCES]. Ground truth is
     padded to MAX_GT_INSTANCES so every step has the same shapes (no retracing).
+    It loads, augments and batches only: the RPN targets are computed in the
+    training graph. ``to_tf_dataset`` gives the same batches from ``tf.data``.
 
     Args:
         dataset: a prepared Dataset.
@@ -245,6 +144,8 @@ class DataGenerator(keras.utils.PyDataset):
         self.dataset = dataset
         self.config = config
         self.shuffle = shuffle
+        if augmentation is not None:  # no silent no-op: a rescale the resize would undo
+            check_effective(augmentation, config.IMAGE_RESIZE_MODE)
         self.augmentation = augmentation
         self.seed = seed
         self.batch_size = config.BATCH_SIZE
@@ -289,13 +190,13 @@ class DataGenerator(keras.utils.PyDataset):
             f"image {image_id}: {self.skipped_images.get(image_id, '')}")
 
     def _load(self, image_id, rng):
-        """load_sample, or with skip_bad_images a readable image in place of a broken file."""
+        """read_sample, or with skip_bad_images a readable image in place of a broken file."""
         while True:
             candidate = self._substitute(image_id)
             if candidate != image_id:
                 self._skipped_this_epoch.add(int(image_id))
             try:
-                return load_sample(self.dataset, self.config, candidate, self.augmentation, rng)
+                return read_sample(self.dataset, self.config, candidate, self.augmentation, rng)
             except ImageLoadError as error:
                 if not self.skip_bad_images:
                     raise  # as raised: it names the file and the image id
@@ -334,57 +235,19 @@ class DataGenerator(keras.utils.PyDataset):
         return [self._order[(start + i) % len(self._order)] for i in range(self.batch_size)]
 
     def __getitem__(self, index):
-        # One generator per (seed, epoch, batch): reproducible in any worker order.
-        rng = np.random.default_rng([self.seed or 0, self.epoch, index]) if self.seed is not None \
-            else np.random.default_rng()
-        return self.build_batch(self._scheduled_ids(index), rng)
+        return self.build_batch(self._scheduled_ids(index), index)
 
-    def build_batch(self, image_ids, rng):
-        """The input dict for ``image_ids`` (see the class docstring)."""
-        config = self.config
-        samples = [self._load(i, rng) for i in image_ids]
+    def read(self, image_id, batch_index, slot, epoch=None):
+        """Stage 1 (``samples.read_sample``) of slot ``slot`` of batch ``batch_index`` of
+        ``epoch`` (default: the current one), with that slot's own random draws; with
+        skip_bad_images, a readable image in place of a broken file."""
+        epoch = self.epoch if epoch is None else epoch
+        return self._load(image_id, sample_rng(self.seed, epoch, batch_index, slot))
+
+    def build_batch(self, image_ids, batch_index=0):
+        """The input dict for ``image_ids`` as batch ``batch_index`` (see the class docstring)."""
         with tf.device(DATA_DEVICE):
-            molded_hw = batch_molded_size(np.stack([s["info"]["molded_size"] for s in samples]),
-                                          config.IMAGE_RESIZE_MODE, config.IMAGE_PAD_MULTIPLE)
-            height, width = (int(v) for v in molded_hw)
-            multiple = side_multiple(config)
-            if height % multiple or width % multiple:
-                raise ValueError(
-                    f"molded images are {height}x{width}; the FPN needs sides divisible by "
-                    f"{multiple} (IMAGE_RESIZE_MODE {config.IMAGE_RESIZE_MODE!r}: use 'square', "
-                    f"'pad64', 'crop' with IMAGE_*_DIM multiples of {SIZE_MULTIPLE}, or "
-                    f"'shortest_edge')")
-            images = tf.stack([pad_to_batch(s["image"], molded_hw) for s in samples])
-            images = normalize(images, config.MEAN_PIXEL, config.PIXEL_STD,
-                               config.INPUT_CHANNEL_ORDER).numpy()
-            metas = _compose_meta(samples, (height, width), config)
-        anchors = pyramid_anchors_for_image((height, width), config.RPN_ANCHOR_SCALES,
-                                            config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
-                                            config.RPN_ANCHOR_STRIDE, normalized=False)
-        max_gt = config.MAX_GT_INSTANCES
-        mask_hw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (height, width)
-        batch = {
-            "input_image": images,
-            "input_image_meta": metas,
-            "input_rpn_match": np.zeros([len(samples), len(anchors), 1], np.int32),
-            "input_rpn_bbox": np.zeros([len(samples), config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4], np.float32),
-            "input_gt_class_ids": np.zeros([len(samples), max_gt], np.int32),
-            "input_gt_boxes": np.zeros([len(samples), max_gt, 4], np.float32),
-            "input_gt_masks": np.zeros([len(samples), mask_hw[0], mask_hw[1], max_gt], bool),
-        }
-        for b, sample in enumerate(samples):
-            class_ids, boxes, masks = sample["class_ids"], sample["boxes"], sample["masks"]
-            if len(class_ids) > max_gt:  # keep a random subset rather than fail
-                keep = np.sort(rng.choice(len(class_ids), max_gt, replace=False))
-                class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
-            n = len(class_ids)
-            rpn_match, rpn_bbox = build_rpn_targets(
-                anchors, class_ids, boxes, config.RPN_TRAIN_ANCHORS_PER_IMAGE,
-                config.RPN_BBOX_STD_DEV, rng)
-            batch["input_rpn_match"][b, :, 0] = rpn_match
-            batch["input_rpn_bbox"][b] = rpn_bbox
-            batch["input_gt_class_ids"][b, :n] = class_ids
-            batch["input_gt_boxes"][b, :n] = boxes
-            # Full-size masks are padded bottom/right like their image.
-            batch["input_gt_masks"][b, :masks.shape[0], :masks.shape[1], :n] = masks
-        return batch
+            molded = [mold_sample(self.read(image_id, batch_index, slot), self.config)
+                      for slot, image_id in enumerate(image_ids)]
+            batch = batch_inputs(stack_molded(molded, self.config), self.config)
+            return {name: value.numpy() for name, value in batch.items()}

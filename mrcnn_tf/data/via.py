@@ -133,6 +133,20 @@ def rasterize_shape(shape, height, width):
     return mask
 
 
+def rasterize_regions(regions, height, width):
+    """Masks of parsed, classed shapes (VIA regions, labelme shapes): regions entirely outside
+    the image are skipped. Returns bool [height, width, N], class_ids int32 [N]."""
+    masks, class_ids = [], []
+    for shape in regions:
+        mask = rasterize_shape(shape, height, width)
+        if mask.any():
+            masks.append(mask)
+            class_ids.append(shape["class_id"])
+    if not masks:
+        return np.zeros([height, width, 0], bool), np.zeros([0], np.int32)
+    return np.stack(masks, axis=2), np.asarray(class_ids, np.int32)
+
+
 def _class_value(attributes, class_attribute, where):
     """The class name a region's attributes give (VIA 2 checkbox: one true key)."""
     if not isinstance(attributes, dict) or class_attribute not in attributes:
@@ -236,16 +250,7 @@ class ViaDataset(Dataset):
         info = self.image_info[image_id]
         if info["source"] != VIA_SOURCE:
             return super().load_mask(image_id)
-        height, width = info["height"], info["width"]
-        masks, class_ids = [], []
-        for shape in info["regions"]:
-            mask = rasterize_shape(shape, height, width)
-            if mask.any():
-                masks.append(mask)
-                class_ids.append(shape["class_id"])
-        if not masks:
-            return np.zeros([height, width, 0], bool), np.zeros([0], np.int32)
-        return np.stack(masks, axis=2), np.asarray(class_ids, np.int32)
+        return rasterize_regions(info["regions"], info["height"], info["width"])
 
     def image_reference(self, image_id):
         """The image's file path."""

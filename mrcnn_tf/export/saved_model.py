@@ -31,11 +31,13 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 SIGNATURE_ENCODED = "serving_default"
 SIGNATURE_TENSOR = "serving_tensor"
 SIGNATURE_PADDED = "serving_padded"
+SIGNATURE_FUNCTIONS = {SIGNATURE_ENCODED: "serve_encoded", SIGNATURE_TENSOR: "serve_tensor",
+                       SIGNATURE_PADDED: "serve_padded"}
 WARMUP_IMAGE_SIDE = 64
 
 
 def export_saved_model(model, export_dir, version=None, class_names=None, max_image_size=4096,
-                       include_box_masks=False):
+                       include_box_masks=False, signatures=None):
     """Write ``model`` as ``export_dir/<version>/``, a SavedModel for TF Serving.
 
     Args:
@@ -51,6 +53,9 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
             default "BG", "class_1", ....
         max_image_size: larger images (either side) are rejected in-graph.
         include_box_masks: also output the 28x28 box-relative masks.
+        signatures: names of the signatures to write, default all three
+            (each traces the model once; the warm-up request needs
+            ``serving_default``, and is written only with it).
     Returns:
         str, the path of the version directory.
     """
@@ -58,6 +63,9 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
         raise TypeError(f"model must be a MaskRCNN, got {type(model).__name__}")
     if isinstance(max_image_size, bool) or not isinstance(max_image_size, int) or max_image_size < 1:
         raise ValueError(f"max_image_size must be an int >= 1, got {max_image_size!r}")
+    names = tuple(SIGNATURE_FUNCTIONS) if signatures is None else tuple(signatures)
+    if not names or any(name not in SIGNATURE_FUNCTIONS for name in names):
+        raise ValueError(f"signatures must be some of {tuple(SIGNATURE_FUNCTIONS)}, got {signatures!r}")
     config = model.config
     class_names = _class_names(class_names, config.NUM_CLASSES)
     export_dir = os.path.abspath(os.fspath(export_dir))
@@ -67,7 +75,8 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
         raise FileExistsError(f"version directory already exists: {final_dir}")
     os.makedirs(export_dir, exist_ok=True)
 
-    module = ServingModule(model.inference_model, config, max_image_size, include_box_masks)
+    module = ServingModule(model.inference_model, config, max_image_size, include_box_masks,
+                           functions=[SIGNATURE_FUNCTIONS[name] for name in names])
     # Written beside the final name and renamed at the end: TF Serving polls
     # the base path and must never load a half-written version (it ignores
     # names that are not integers).
@@ -79,13 +88,11 @@ def export_saved_model(model, export_dir, version=None, class_names=None, max_im
         module.class_names_file = tf.saved_model.Asset(names_path)
         saved = os.path.join(staging, "model")
         tf.saved_model.save(module, saved, signatures={
-            SIGNATURE_ENCODED: module.serve_encoded.get_concrete_function(),
-            SIGNATURE_TENSOR: module.serve_tensor.get_concrete_function(),
-            SIGNATURE_PADDED: module.serve_padded.get_concrete_function(),
-        })
-        os.makedirs(os.path.join(saved, "assets.extra"))
-        model_name = os.path.basename(export_dir) or config.NAME
-        write_warmup_requests(os.path.join(saved, WARMUP_FILE), model_name)
+            name: getattr(module, SIGNATURE_FUNCTIONS[name]).get_concrete_function() for name in names})
+        if SIGNATURE_ENCODED in names:
+            os.makedirs(os.path.join(saved, "assets.extra"))
+            model_name = os.path.basename(export_dir) or config.NAME
+            write_warmup_requests(os.path.join(saved, WARMUP_FILE), model_name)
         os.rename(saved, final_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

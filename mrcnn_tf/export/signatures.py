@@ -63,26 +63,36 @@ def decode_batch(encoded, max_image_size):
     return images, sizes
 
 
+SERVING_FUNCTIONS = ("serve_encoded", "serve_tensor", "serve_padded")
+
+
 class ServingModule(tf.Module):
     """The inference pipeline with the three serving signatures.
 
     ``serve_encoded(images: tf.string [N])``, ``serve_tensor(images: uint8
     [N, H, W, 3])`` and ``serve_padded(images: uint8 [N, Hmax, Wmax, 3],
     image_sizes: int32 [N, 2])`` return the dict of
-    :func:`mrcnn_tf.inference.postprocess`.
+    :func:`mrcnn_tf.inference.postprocess`. ``functions``: which of them to
+    create (default all three).
     """
 
-    def __init__(self, keras_model, config, max_image_size, include_box_masks):
+    def __init__(self, keras_model, config, max_image_size, include_box_masks, functions=SERVING_FUNCTIONS):
         super().__init__(name="mask_rcnn_serving")
         self.pipeline = InferencePipeline(keras_model, config, include_box_masks=include_box_masks)
         self._max_image_size = int(max_image_size)
-        self.serve_encoded = tf.function(
-            self._serve_encoded, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-        self.serve_tensor = tf.function(
-            self._serve_tensor, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-        self.serve_padded = tf.function(self._serve_padded, input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
-            tf.TensorSpec([None, 2], tf.int32, name="image_sizes")])
+        specs = {
+            "serve_encoded": (self._serve_encoded, [tf.TensorSpec([None], tf.string, name="images")]),
+            "serve_tensor": (self._serve_tensor, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]),
+            "serve_padded": (self._serve_padded, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
+                                                  tf.TensorSpec([None, 2], tf.int32, name="image_sizes")]),
+        }
+        unknown = [name for name in functions if name not in specs]
+        if unknown or not functions:
+            raise ValueError(f"functions must be some of {SERVING_FUNCTIONS}, got {functions!r}")
+        # Only the functions asked for: tf.saved_model.save traces every one it finds.
+        for name in functions:
+            method, input_signature = specs[name]
+            setattr(self, name, tf.function(method, input_signature=input_signature))
 
     def _serve_encoded(self, images):
         images, sizes = decode_batch(_nonempty(images), self._max_image_size)

@@ -4,17 +4,13 @@ import keras
 import tensorflow as tf
 
 from mrcnn_tf.modeling.checks import check_fraction, check_positive_int, check_std_dev
+from mrcnn_tf.modeling.matching import CROWD_IOU_THRESHOLD, crowd_rows, match_boxes, sample_balanced
 from mrcnn_tf.ops.boxes import box_iou, encode_boxes, nonzero_rows, pad_rows
 from mrcnn_tf.ops.masks import MASK_THRESHOLD
 from mrcnn_tf.ops.roi_align import roi_align_unchecked
 
 # Target class id of a padding row (not a RoI): losses skip these rows.
 PADDING_CLASS_ID = -1
-
-
-# A negative RoI must overlap every crowd region less than this (matterport's rule):
-# a crowd region is ground truth that must be neither matched nor called background.
-CROWD_IOU_THRESHOLD = 0.001
 
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")
@@ -25,8 +21,9 @@ class DetectionTargetLayer(keras.layers.Layer):
     heads see positives from the first step), then up to
     ``P = max(1, round(rois_per_image * positive_ratio))`` positives (IoU >=
     positive_iou with a non-crowd box) are drawn at random and the rest
-    filled with negatives (IoU < positive_iou, and < 0.001 with every crowd
-    box). Positives come first, so the mask head only needs the first P
+    filled with negatives (IoU < positive_iou, and < crowd_iou with every
+    crowd box), by the matcher and sampler the RPN uses (``modeling/matching.py``).
+    Positives come first, so the mask head only needs the first P
     rows: mask targets are returned for those alone.
 
     Inputs (a list):
@@ -44,7 +41,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     """
 
     def __init__(self, rois_per_image, positive_ratio=0.33, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
-                 mask_shape=(28, 28), use_mini_mask=True, positive_iou=0.5, **kwargs):
+                 mask_shape=(28, 28), use_mini_mask=True, positive_iou=0.5,
+                 crowd_iou=CROWD_IOU_THRESHOLD, **kwargs):
         super().__init__(**kwargs)
         self.rois_per_image = check_positive_int(rois_per_image, "rois_per_image")
         self.positive_ratio = check_fraction(positive_ratio, "positive_ratio")
@@ -54,6 +52,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.positive_iou = check_fraction(positive_iou, "positive_iou")
         if self.positive_iou <= 0.0:  # IoU 0 would make every RoI "match" even no ground truth
             raise ValueError(f"positive_iou must be > 0, got {positive_iou!r}")
+        self.crowd_iou = check_fraction(crowd_iou, "crowd_iou")
         self.max_positives = max(1, int(round(self.rois_per_image * self.positive_ratio)))
 
     def call(self, inputs):
@@ -80,20 +79,13 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_masks = tf.gather(gt_masks, object_index)
         candidates = tf.concat([proposals, gt_boxes], axis=0)
 
-        # A zero column keeps the max and argmax defined when there is no ground
-        # truth (argmax over an empty axis fails); a positive never picks it.
-        overlaps = tf.pad(box_iou(candidates, gt_boxes), [[0, 0], [0, 1]])
-        best_iou = tf.reduce_max(overlaps, axis=1)
-        crowd_iou = tf.reduce_max(tf.pad(box_iou(candidates, crowd_boxes), [[0, 0], [0, 1]]), axis=1)
-        positive = tf.where(best_iou >= self.positive_iou)[:, 0]
-        negative = tf.where((best_iou < self.positive_iou) & (crowd_iou < CROWD_IOU_THRESHOLD))[:, 0]
-
-        positive = tf.random.shuffle(positive)[:self.max_positives]
-        negative = tf.random.shuffle(negative)[:self.rois_per_image - tf.shape(positive)[0]]
+        matches = match_boxes(box_iou(candidates, gt_boxes), self.positive_iou, self.positive_iou,
+                              not_negative=crowd_rows(candidates, crowd_boxes, self.crowd_iou))
+        positive, negative = sample_balanced(matches, self.rois_per_image, self.max_positives)
         positive_rois = tf.gather(candidates, positive)
         negative_rois = tf.gather(candidates, negative)
 
-        assigned = tf.argmax(tf.gather(overlaps, positive), axis=1, output_type=tf.int32)
+        assigned = tf.gather(matches, positive)
         assigned_boxes = tf.gather(gt_boxes, assigned)
         deltas = encode_boxes(positive_rois, assigned_boxes, self.bbox_std_dev)
         masks = self._mask_targets(positive_rois, assigned_boxes, assigned, gt_masks)
@@ -132,7 +124,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         return {**super().get_config(), "rois_per_image": self.rois_per_image,
                 "positive_ratio": self.positive_ratio, "bbox_std_dev": list(self.bbox_std_dev),
                 "mask_shape": list(self.mask_shape), "use_mini_mask": self.use_mini_mask,
-                "positive_iou": self.positive_iou}
+                "positive_iou": self.positive_iou, "crowd_iou": self.crowd_iou}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")

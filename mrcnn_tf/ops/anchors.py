@@ -103,3 +103,40 @@ def pyramid_anchors_for_image(image_shape_hw, scales, ratios, feature_strides, a
            tuple(float(r) for r in ratios), tuple(int(s) for s in feature_strides),
            int(anchor_stride), bool(normalized))
     return _cached_anchors(*key)
+
+
+# Anchor conventions: ours (cell centres, exact sides) and torchvision's AnchorGenerator.
+ANCHOR_MODES = ("classic", "torchvision")
+
+
+def generate_anchors_torchvision(scale, ratios, feature_shape, stride_yx):
+    """Anchors of one level as torchvision's ``AnchorGenerator`` places them.
+
+    Its convention differs from :func:`generate_anchors` in three ways: the
+    base anchor's half sides are rounded to whole pixels (half to even, as
+    ``torch.round``), the centres sit at multiples of the stride (cell
+    corners, not cell centres), and the stride is ``image side // map side``
+    (P6 of a 480 px image has stride 60, not 64). ``ratios`` stay width /
+    height (torchvision's aspect ratio is height / width: its (0.5, 1, 2)
+    in its order are our (2, 1, 0.5)).
+
+    Args:
+        scale: anchor side for ratio 1, pixels.
+        ratios: width/height ratios, in the order of the RPN head's outputs.
+        feature_shape: (fh, fw), ints or int32 scalar tensors.
+        stride_yx: (sy, sx) pixels per cell, ints or int32 scalar tensors.
+    Returns:
+        float32 [fh * fw * len(ratios), (y1, x1, y2, x2)] image pixels, rows,
+        then columns, then ratios (innermost).
+    """
+    # As torchvision computes them, in float32: h_ratio = sqrt(h / w), w_ratio = 1 / h_ratio.
+    h_ratios = tf.sqrt(1.0 / tf.constant(ratios, tf.float32))
+    w_ratios = 1.0 / h_ratios
+    half_h = tf.round(h_ratios * float(scale) / 2.0)
+    half_w = tf.round(w_ratios * float(scale) / 2.0)
+    base = tf.stack([-half_h, -half_w, half_h, half_w], axis=-1)  # [ratios, 4]
+    rows = tf.range(feature_shape[0]) * tf.cast(stride_yx[0], tf.int32)
+    cols = tf.range(feature_shape[1]) * tf.cast(stride_yx[1], tf.int32)
+    shift_y, shift_x = tf.meshgrid(tf.cast(rows, tf.float32), tf.cast(cols, tf.float32), indexing="ij")
+    shifts = tf.reshape(tf.stack([shift_y, shift_x, shift_y, shift_x], axis=-1), [-1, 1, 4])
+    return tf.reshape(shifts + base[None], [-1, 4])

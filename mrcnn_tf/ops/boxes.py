@@ -150,4 +150,10 @@ def pad_rows(tensor, rows, value=0):
     """Pad (or cut) axis 0 of ``tensor`` to exactly ``rows`` rows."""
     tensor = tensor[:rows]
     padding = [[0, rows - tf.shape(tensor)[0]]] + [[0, 0]] * (tensor.shape.rank - 1)
-    return tf.pad(tensor, padding, constant_values=value)
+    padded = tf.pad(tensor, padding, constant_values=value)
+    trailing = tensor.shape[1:]
+    if isinstance(rows, int) and trailing.is_fully_defined():
+        # The static shape as an op (a free reshape), so that graph converters (TFLite) see it too
+        # and can drop the callers' EnsureShape.
+        padded = tf.reshape(padded, [rows, *trailing.as_list()])
+    return padded

@@ -20,6 +20,7 @@ Image info (a dict of tensors, one row per image):
 import numpy as np
 import tensorflow as tf
 
+from mrcnn_tf.ops.batching import unrolled_batch_size
 from mrcnn_tf.ops.masks import MASK_THRESHOLD
 
 RESIZE_MODES = ("none", "square", "pad64", "crop", "shortest_edge")
@@ -28,6 +29,8 @@ SIZE_MULTIPLE = 64
 # "shortest_edge" pads the batch bottom/right to a multiple of IMAGE_PAD_MULTIPLE (torchvision: 32).
 DEFAULT_PAD_MULTIPLE = 32
 CHANNEL_ORDERS = ("RGB", "BGR")
+# What mold_batch pads with: a black pixel, or the mean pixel (0 once normalised).
+PAD_VALUES = ("black", "mean")
 # Grey = pixels (R, G, B) @ LUMA_WEIGHTS: ITU-R BT.601, as PIL's "L" conversion and
 # torchvision's rgb_to_grayscale (colour jitter, colour splash). Read-only.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
@@ -46,8 +49,26 @@ def _check_mode(mode, min_dim, max_dim):
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
     if mode in ("square", "shortest_edge") and not max_dim:
         raise ValueError(f"resize mode {mode!r} needs max_dim, got {max_dim!r}")
-    if mode in ("crop", "shortest_edge") and not min_dim:
+    # A tensor min_dim (a multi-scale draw, see choose_min_dim) is given, whatever its value.
+    if mode in ("crop", "shortest_edge") and not tf.is_tensor(min_dim) and not min_dim:
         raise ValueError(f"resize mode {mode!r} needs min_dim, got {min_dim!r}")
+
+
+def choose_min_dim(min_dims, draw):
+    """Multi-scale training (detectron2's ``ResizeShortestEdge``): the short side for one image.
+
+    Args:
+        min_dims: int or a tuple of ints (IMAGE_MIN_DIM).
+        draw: float scalar in [0, 1), e.g. ``rng.random()``: each size is
+            equally likely.
+    Returns:
+        ``min_dims`` itself if an int, else int32 scalar ``min_dims[floor(draw * n)]``,
+        the ``min_dim`` of :func:`resize_image` in "shortest_edge" mode.
+    """
+    if not isinstance(min_dims, (tuple, list)):
+        return min_dims
+    index = tf.cast(tf.floor(tf.cast(draw, tf.float32) * len(min_dims)), tf.int32)
+    return tf.gather(tf.constant(min_dims, tf.int32), tf.minimum(index, len(min_dims) - 1))
 
 
 def scaled_size(height, width, mode, min_dim=None, max_dim=None, min_scale=None):
@@ -65,12 +86,14 @@ def scaled_size(height, width, mode, min_dim=None, max_dim=None, min_scale=None)
     Returns:
         (scale float64 scalar, new_height int32 scalar, new_width int32 scalar).
     """
+    if isinstance(min_dim, (tuple, list)):  # multi-scale: the largest at inference (detectron2's test size)
+        min_dim = max(min_dim)
     _check_mode(mode, min_dim, max_dim)
     h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
     if mode == "none":
         return tf.constant(1.0, tf.float64), tf.cast(height, tf.int32), tf.cast(width, tf.int32)
     if mode == "shortest_edge":
-        scale = tf.minimum(float(min_dim) / tf.cast(tf.minimum(h, w), tf.float32),
+        scale = tf.minimum(tf.cast(min_dim, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32),
                            float(max_dim) / tf.cast(tf.maximum(h, w), tf.float32))
         scale = tf.cast(scale, tf.float64)
         new_h, new_w = tf.floor(h * scale), tf.floor(w * scale)
@@ -106,7 +129,7 @@ def resize_image(image, mode, min_dim=None, max_dim=None, min_scale=None, crop_y
     Args:
         image: [H, W, C], any real dtype (pixel values, not normalised).
         crop_yx: with "crop": int (y, x) of the crop in the scaled image, for
-            example from :func:`random_crop_offset`.
+            example from :func:`crop_offset`.
     Returns:
         dict: ``image`` float32 [h, w, C] (unrounded, padding 0),
         ``window`` int32 [(y1, x1, y2, x2)] in the result's pixels,
@@ -125,7 +148,7 @@ def resize_image(image, mode, min_dim=None, max_dim=None, min_scale=None, crop_y
     crop = tf.zeros([4], tf.int32)
     if mode == "crop":
         if crop_yx is None:
-            raise ValueError("resize mode 'crop' needs crop_yx (see random_crop_offset)")
+            raise ValueError("resize mode 'crop' needs crop_yx (see crop_offset)")
         crop_yx = tf.cast(crop_yx, tf.int32)  # a pair or a tensor (in graph too)
         y, x = crop_yx[0], crop_yx[1]
         side = int(min_dim)
@@ -152,6 +175,53 @@ def resize_image(image, mode, min_dim=None, max_dim=None, min_scale=None, crop_y
             "scaled_size": tf.stack([new_h, new_w]), "crop": crop, "mode": mode}
 
 
+SCALE_JITTER = "scale_jitter"  # the ``mode`` of scale_jitter_resize's result
+
+
+def scale_jitter_resize(image, side, scale_range, draw):
+    """Large-scale jitter (Model Garden's ``resize_and_crop_image``, detectron2's LSJ baselines).
+
+    The image is scaled to fit a ``side * s`` square (``s`` uniform in
+    ``scale_range``, e.g. (0.1, 2.0)), a ``side x side`` window of it is cut
+    at a uniform offset (when it is larger) and the result zero-padded
+    bottom/right to ``side x side``: object sizes change by up to 20x while
+    the batch shape stays fixed (the "square" mode's at inference).
+
+    Args:
+        image: [H, W, C] real pixel values.
+        side: int, the output side (IMAGE_MAX_DIM).
+        scale_range: (low, high) floats, 0 < low <= high.
+        draw: float [3] in [0, 1): the scale, then the (y, x) offset fractions.
+    Returns:
+        the dict of :func:`resize_image` with ``mode`` SCALE_JITTER: ``window``
+        int32 [(0, 0, h, w)] the part holding image pixels, ``crop`` int32
+        [(y, x, h, w)] in the scaled image, ``scaled_size`` before the crop.
+        :func:`resize_masks` applies the same to masks.
+    """
+    low, high = (float(v) for v in scale_range)
+    if not 0 < low <= high:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}")
+    image = tf.convert_to_tensor(image)
+    draw = tf.cast(draw, tf.float32)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    target = side * (low + (high - low) * draw[0])
+    scale = tf.minimum(target / tf.cast(height, tf.float32), target / tf.cast(width, tf.float32))
+    new_h = tf.maximum(tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32), 1)
+    resized = resize_bilinear(tf.cast(image, tf.float32), new_h, new_w)
+    spare = tf.maximum(tf.stack([new_h, new_w]) - side, 0)
+    offset = tf.minimum(tf.cast(tf.floor(draw[1:] * tf.cast(spare + 1, tf.float32)), tf.int32), spare)
+    crop_hw = tf.minimum(tf.stack([new_h, new_w]) - offset, side)
+    resized = resized[offset[0]:offset[0] + crop_hw[0], offset[1]:offset[1] + crop_hw[1]]
+    resized = tf.pad(resized, [[0, side - crop_hw[0]], [0, side - crop_hw[1]], [0, 0]])
+    zero = tf.constant(0, tf.int32)
+    return {"image": tf.ensure_shape(resized, [side, side, image.shape[-1]]),
+            "window": tf.stack([zero, zero, crop_hw[0], crop_hw[1]]),
+            "scale": tf.cast(tf.stack([new_h / height, new_w / width]), tf.float32),
+            "scaled_size": tf.stack([new_h, new_w]),
+            "crop": tf.concat([offset, crop_hw], 0), "mode": SCALE_JITTER}
+
+
 def resize_bilinear(image, height, width):
     """Bilinear resize with half-pixel centres, no antialiasing; the identity at the same size.
 
@@ -164,17 +234,24 @@ def resize_bilinear(image, height, width):
     return tf.image.resize(image, tf.stack([height, width]), method="bilinear", antialias=False)
 
 
-def random_crop_offset(scaled_hw, side, rng):
-    """(y, x) of a uniformly drawn ``side x side`` crop in an image of ``scaled_hw``.
+def crop_offset(scaled_hw, side, draw):
+    """(y, x) of the ``side x side`` crop at a uniform draw, in an image of ``scaled_hw``.
 
     Args:
-        scaled_hw: (h, w) ints, at least ``side`` each.
-        rng: ``np.random.Generator``.
+        scaled_hw: int32 [(h, w)], at least ``side`` each (see :func:`scaled_size`).
+        side: int, the crop's side.
+        draw: float [2] in [0, 1), e.g. ``rng.random(2)``: each offset is
+            uniform over its ``h - side + 1`` (``w - side + 1``) choices.
+    Returns:
+        int32 [(y, x)], the ``crop_yx`` of :func:`resize_image`.
     """
-    height, width = (int(v) for v in scaled_hw)
-    if height < side or width < side:
-        raise ValueError(f"a {side}x{side} crop does not fit in a {height}x{width} image")
-    return int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+    scaled_hw = tf.cast(scaled_hw, tf.int32)
+    check = tf.debugging.assert_greater_equal(
+        scaled_hw, side, message=f"a {side}x{side} crop does not fit in the scaled image")
+    with tf.control_dependencies([check]):
+        choices = tf.cast(scaled_hw - side + 1, tf.float32)
+    offset = tf.cast(tf.floor(tf.cast(draw, tf.float32) * choices), tf.int32)
+    return tf.minimum(offset, scaled_hw - side)  # a draw of 1.0 stays inside
 
 
 def scale_masks(masks, height, width):
@@ -219,9 +296,11 @@ def resize_masks(masks, resized):
     """
     new_hw = resized["scaled_size"]
     scaled = scale_masks(masks, new_hw[0], new_hw[1])
-    if resized["mode"] == "crop":
+    if resized["mode"] in ("crop", SCALE_JITTER):
         crop = resized["crop"]
-        return scaled[crop[0]:crop[0] + crop[2], crop[1]:crop[1] + crop[3]]
+        scaled = scaled[crop[0]:crop[0] + crop[2], crop[1]:crop[1] + crop[3]]
+        if resized["mode"] == "crop":
+            return scaled
     molded_hw = tf.shape(resized["image"])[:2]
     window = resized["window"]
     return tf.pad(scaled, [[window[0], molded_hw[0] - window[2]],
@@ -260,7 +339,7 @@ def denormalize(images, mean_pixel, pixel_std=(1.0, 1.0, 1.0), channel_order="RG
 
 def mold_batch(images, image_sizes, mode, min_dim=None, max_dim=None, min_scale=None,
                mean_pixel=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0), channel_order="RGB",
-               pad_multiple=DEFAULT_PAD_MULTIPLE, square_side=None):
+               pad_multiple=DEFAULT_PAD_MULTIPLE, square_side=None, pad_value="black"):
     """Images of any sizes -> one normalised model batch and its image info.
 
     Each image is resized (:func:`resize_image`, "crop" served as "pad64"),
@@ -275,38 +354,60 @@ def mold_batch(images, image_sizes, mode, min_dim=None, max_dim=None, min_scale=
         image_sizes: int32 [N, (H, W)].
         square_side: the model's static input side ("square" mode), so the
             batch gets a static shape.
+        pad_value: "black" (padding is ``-mean / std`` once normalised) or
+            "mean" (padding is 0 once normalised, as torchvision's
+            ``GeneralizedRCNNTransform`` pads).
     Returns:
         (molded float32 [N, Hb, Wb, C], image info dict, see the module doc).
     """
+    if pad_value not in PAD_VALUES:
+        raise ValueError(f"pad_value must be one of {PAD_VALUES}, got {pad_value!r}")
     mode = inference_resize_mode(mode)
     images = tf.convert_to_tensor(images)
     image_sizes = tf.cast(image_sizes, tf.int32)
     count = tf.shape(images)[0]
     channels = images.shape[-1]
-    molded_ta = tf.TensorArray(tf.float32, size=count, infer_shape=False,
-                               element_shape=tf.TensorShape([None, None, channels]))
-    sizes_ta = tf.TensorArray(tf.int32, size=count, element_shape=[2])
-    windows_ta = tf.TensorArray(tf.int32, size=count, element_shape=[4])
-    scales_ta = tf.TensorArray(tf.float32, size=count, element_shape=[2])
-    # A loop, not map_fn: molded sizes differ until the batch's largest is known.
-    for i in tf.range(count):
-        size = image_sizes[i]
-        resized = resize_image(images[i, :size[0], :size[1]], mode, min_dim, max_dim, min_scale)
-        molded_ta = molded_ta.write(i, resized["image"])
-        sizes_ta = sizes_ta.write(i, tf.shape(resized["image"])[:2])
-        windows_ta = windows_ta.write(i, resized["window"])
-        scales_ta = scales_ta.write(i, resized["scale"])
-    batch_hw = batch_molded_size(sizes_ta.stack(), mode, pad_multiple)
-    batch = tf.map_fn(lambda i: pad_to_batch(molded_ta.read(i), batch_hw), tf.range(count),
-                      fn_output_signature=tf.TensorSpec([None, None, channels], tf.float32))
+    static_count = unrolled_batch_size(images)
+    if static_count is not None:  # an export's static batch (ops.batching): the same steps, no loop
+        resized = [resize_image(images[i, :image_sizes[i, 0], :image_sizes[i, 1]], mode, min_dim,
+                                max_dim, min_scale) for i in range(static_count)]
+        batch_hw = batch_molded_size(tf.stack([tf.shape(r["image"])[:2] for r in resized]), mode, pad_multiple)
+        batch = tf.stack([pad_to_batch(r["image"], batch_hw) for r in resized])
+        windows = tf.stack([r["window"] for r in resized])
+        scales = tf.stack([r["scale"] for r in resized])
+    else:
+        molded_ta = tf.TensorArray(tf.float32, size=count, infer_shape=False,
+                                   element_shape=tf.TensorShape([None, None, channels]))
+        sizes_ta = tf.TensorArray(tf.int32, size=count, element_shape=[2])
+        windows_ta = tf.TensorArray(tf.int32, size=count, element_shape=[4])
+        scales_ta = tf.TensorArray(tf.float32, size=count, element_shape=[2])
+        # A loop, not map_fn: molded sizes differ until the batch's largest is known.
+        for i in tf.range(count):
+            size = image_sizes[i]
+            resized = resize_image(images[i, :size[0], :size[1]], mode, min_dim, max_dim, min_scale)
+            molded_ta = molded_ta.write(i, resized["image"])
+            sizes_ta = sizes_ta.write(i, tf.shape(resized["image"])[:2])
+            windows_ta = windows_ta.write(i, resized["window"])
+            scales_ta = scales_ta.write(i, resized["scale"])
+        batch_hw = batch_molded_size(sizes_ta.stack(), mode, pad_multiple)
+        batch = tf.map_fn(lambda i: pad_to_batch(molded_ta.read(i), batch_hw), tf.range(count),
+                          fn_output_signature=tf.TensorSpec([None, None, channels], tf.float32))
+        windows, scales = windows_ta.stack(), scales_ta.stack()
     if square_side:
         batch = tf.ensure_shape(batch, [None, square_side, square_side, channels])
     molded = normalize(batch, mean_pixel, pixel_std, channel_order)
+    if pad_value == "mean":  # zero outside each image's window
+        rows = tf.range(batch_hw[0])[None, :]
+        cols = tf.range(batch_hw[1])[None, :]
+        inside_rows = (rows >= windows[:, :1]) & (rows < windows[:, 2:3])
+        inside_cols = (cols >= windows[:, 1:2]) & (cols < windows[:, 3:4])
+        inside = inside_rows[:, :, None, None] & inside_cols[:, None, :, None]
+        molded = tf.where(inside, molded, 0.0)
     info = {
         "original_size": image_sizes,
         "molded_size": tf.tile(batch_hw[None], [count, 1]),
-        "window": tf.cast(windows_ta.stack(), tf.float32),
-        "scale": scales_ta.stack(),
+        "window": tf.cast(windows, tf.float32),
+        "scale": scales,
     }
     return molded, info
 

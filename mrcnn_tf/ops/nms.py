@@ -24,8 +24,14 @@ def non_max_suppression(boxes, scores, max_output_size, iou_threshold,
     scores = tf.cast(scores, tf.float32)
     # TF's kernel treats its box corners as unordered and needs y1<=y2 for IoU;
     # our boxes are ordered, so they pass straight through.
-    return tf.image.non_max_suppression(boxes, scores, max_output_size, iou_threshold,
-                                        score_threshold=score_threshold)
+    # V4 padded, then cut at its valid count: the same indices as tf.image.non_max_suppression
+    # (V3), but TFLite lowers V3 to NON_MAX_SUPPRESSION_V4 without the cut (its output is
+    # padded with index 0 up to max_output_size), so the count must be in the graph.
+    selected, valid = tf.raw_ops.NonMaxSuppressionV4(
+        boxes=boxes, scores=scores, max_output_size=tf.cast(max_output_size, tf.int32),
+        iou_threshold=tf.cast(iou_threshold, tf.float32),
+        score_threshold=tf.cast(score_threshold, tf.float32), pad_to_max_output_size=True)
+    return selected[:valid]
 
 
 def batched_nms(boxes, scores, classes, max_output_size, iou_threshold,
@@ -52,3 +58,29 @@ def batched_nms(boxes, scores, classes, max_output_size, iou_threshold,
     offsets = tf.cast(classes, tf.float32)[:, None] * extent
     return non_max_suppression(boxes + offsets, scores, max_output_size, iou_threshold,
                                score_threshold)
+
+
+def cross_class_nms(overlaps, scores, class_ids, iou_threshold):
+    """Greedy suppression across classes, after the per-class NMS.
+
+    A detection is suppressed when its overlap with a kept, higher-scoring
+    detection of another class is strictly greater than ``iou_threshold``;
+    detections of one class never suppress each other here (the per-class
+    NMS has already decided between them).
+
+    Args:
+        overlaps: float32 [N, N] symmetric pairwise IoU (of boxes or masks).
+        scores: float32 [N]; rows scoring <= 0 (padding) are never kept.
+        class_ids: int [N].
+        iou_threshold: float in [0, 1].
+    Returns:
+        bool [N], True for the detections kept.
+    """
+    overlaps = tf.convert_to_tensor(overlaps, tf.float32)
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    class_ids = tf.convert_to_tensor(class_ids)
+    count = tf.shape(scores)[0]
+    same_class = tf.equal(class_ids[:, None], class_ids[None, :])
+    keep = tf.image.non_max_suppression_overlaps(
+        tf.where(same_class, 0.0, overlaps), scores, count, iou_threshold, score_threshold=0.0)
+    return tf.scatter_nd(keep[:, None], tf.ones_like(keep, tf.bool), [count])

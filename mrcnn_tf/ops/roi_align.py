@@ -21,9 +21,13 @@ a box count only known at run time (the per-level split always makes one),
 logging a multi-kilobyte "Error in PredictCost()" line per call site.
 """
 
+import contextlib
 import math
 
 import tensorflow as tf
+
+# How the r x r samples of a bin combine into its value.
+AGGREGATES = ("avg", "max")
 
 
 def _pair(value, name):
@@ -40,7 +44,7 @@ def _check_rank(tensor, rank, name, layout):
         raise ValueError(f"{name} must have rank {rank} {layout}, got shape {tensor.shape}")
 
 
-def roi_align(features, boxes, box_indices, output_size, sampling_ratio=2):
+def roi_align(features, boxes, box_indices, output_size, sampling_ratio=2, aggregate="avg"):
     """Exact RoIAlign of ``shared/design/roialign.md``.
 
     Args:
@@ -52,11 +56,31 @@ def roi_align(features, boxes, box_indices, output_size, sampling_ratio=2):
         box_indices: int32 [N], the image in the batch each box reads.
         output_size: int or (oh, ow), the number of bins.
         sampling_ratio: samples per bin along each axis (r; r*r in all).
+        aggregate: how a bin's samples combine: "avg" (the mean, the paper's
+            final choice) or "max" (the paper's ablation, Table 2c).
     Returns:
         [N, oh, ow, C], the dtype of ``features``.
     Raises:
-        ValueError: on wrong ranks or sizes (statically known).
+        ValueError: on wrong ranks, sizes or aggregate (statically known).
         tf.errors.InvalidArgumentError: on inverted or non-finite boxes.
+    """
+    if int(sampling_ratio) < 1:
+        raise ValueError(f"sampling_ratio must be >= 1, got {sampling_ratio}")
+    check_aggregate(aggregate)
+    features, boxes, box_indices, out_h, out_w = check_roi_args(
+        features, boxes, box_indices, output_size, "roi_align")
+    return roi_align_unchecked(features, boxes, box_indices, out_h, out_w, int(sampling_ratio),
+                               aggregate=aggregate)
+
+
+def check_roi_args(features, boxes, box_indices, output_size, name):
+    """The checks and casts of every RoI feature extractor (roi_align, roi_pool, roi_warp).
+
+    Returns:
+        (features, boxes float32 [N, 4], box_indices int32 [N], out_h, out_w).
+    Raises:
+        ValueError naming the argument (ranks, sizes); boxes that are not
+        finite or are inverted fail in the graph, naming ``name``.
     """
     features = tf.convert_to_tensor(features)
     boxes = tf.cast(boxes, tf.float32)
@@ -65,17 +89,21 @@ def roi_align(features, boxes, box_indices, output_size, sampling_ratio=2):
     _check_rank(boxes, 2, "boxes", "[N, 4]")
     _check_rank(box_indices, 1, "box_indices", "[N]")
     out_h, out_w = _pair(output_size, "output_size")
-    if int(sampling_ratio) < 1:
-        raise ValueError(f"sampling_ratio must be >= 1, got {sampling_ratio}")
-    sampling_ratio = int(sampling_ratio)
     boxes = tf.ensure_shape(boxes, [None, 4])
-    tf.debugging.assert_all_finite(boxes, "roi_align: boxes contain NaN or Inf")
+    tf.debugging.assert_all_finite(boxes, f"{name}: boxes contain NaN or Inf")
     tf.debugging.assert_greater_equal(
-        boxes[:, 2:], boxes[:, :2], message="roi_align: boxes must have y2 >= y1 and x2 >= x1")
-    return roi_align_unchecked(features, boxes, box_indices, out_h, out_w, sampling_ratio)
+        boxes[:, 2:], boxes[:, :2], message=f"{name}: boxes must have y2 >= y1 and x2 >= x1")
+    return features, boxes, box_indices, out_h, out_w
 
 
-def roi_align_unchecked(features, boxes, box_indices, out_h, out_w, sampling_ratio):
+def check_aggregate(aggregate):
+    """``aggregate`` if it is one of AGGREGATES ("avg", "max"), else ValueError."""
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+    return aggregate
+
+
+def roi_align_unchecked(features, boxes, box_indices, out_h, out_w, sampling_ratio, aggregate="avg"):
     """roi_align without argument checks, for callers that built valid boxes."""
     compute_dtype = features.dtype
     # crop_and_resize is float32-only on CPU; bilinear weights also want float32.
@@ -84,7 +112,8 @@ def roi_align_unchecked(features, boxes, box_indices, out_h, out_w, sampling_rat
     padded_h = tf.cast(tf.shape(padded)[1], tf.float32)
     padded_w = tf.cast(tf.shape(padded)[2], tf.float32)
 
-    y1, x1, y2, x2 = tf.unstack(boxes, 4, axis=1)
+    # Slices, not unstack: TFLite's UNPACK rejects an empty input (a pyramid level with no box).
+    y1, x1, y2, x2 = (boxes[:, i] for i in range(4))
     samples_h, samples_w = out_h * sampling_ratio, out_w * sampling_ratio
     step_y = (y2 - y1) / samples_h
     step_x = (x2 - x1) / samples_w
@@ -96,7 +125,13 @@ def roi_align_unchecked(features, boxes, box_indices, out_h, out_w, sampling_rat
     crop_boxes = tf.stack([first_y / (padded_h - 1.0), first_x / (padded_w - 1.0),
                            last_y / (padded_h - 1.0), last_x / (padded_w - 1.0)], axis=1)
     samples = _crop_and_resize(padded, crop_boxes, box_indices, samples_h, samples_w)
-    if sampling_ratio > 1:
+    if sampling_ratio > 1 and aggregate == "max":
+        # A reshape and reduce_max, not max_pool2d: the oneDNN MaxPoolGrad kernel aborts
+        # the process in graph mode here (TF 2.21, "int32 expected, got float").
+        channels = samples.shape[-1] if samples.shape[-1] is not None else tf.shape(samples)[-1]
+        samples = tf.reduce_max(tf.reshape(samples, [-1, out_h, sampling_ratio, out_w, sampling_ratio,
+                                                     channels]), axis=[2, 4])
+    elif sampling_ratio > 1:
         samples = tf.nn.avg_pool2d(samples, sampling_ratio, sampling_ratio, "VALID")
     return tf.cast(samples, compute_dtype)
 
@@ -117,6 +152,8 @@ def _crop_and_resize(image, boxes, box_indices, crop_h, crop_w):
     runs as is.
     """
     box_indices = tf.cast(box_indices, tf.int32)
+    if _BUILTIN_SAMPLING:
+        return gather_crop_and_resize(image, boxes, box_indices, crop_h, crop_w)
     if tf.executing_eagerly() or boxes.shape[0] is not None:
         return tf.image.crop_and_resize(image, boxes, box_indices, [crop_h, crop_w],
                                         method="bilinear", extrapolation_value=0.0)
@@ -139,6 +176,72 @@ def _crop_and_resize(image, boxes, box_indices, crop_h, crop_w):
         return crops, grad
 
     return crop(image, boxes)
+
+
+# Set inside builtin_sampling(): the export converters trace the graph there.
+_BUILTIN_SAMPLING = []
+
+
+@contextlib.contextmanager
+def builtin_sampling():
+    """Trace RoIAlign with :func:`gather_crop_and_resize` instead of ``CropAndResize``.
+
+    For exports only (``export/tflite.py``, ``export/onnx.py``): TFLite has no
+    ``CropAndResize`` builtin and cannot convert the non-inlined kernel
+    function; the same samples come from Gather and arithmetic. Training and
+    ``detect()`` keep the fused kernel (faster, with its own gradients).
+    """
+    _BUILTIN_SAMPLING.append(True)
+    try:
+        yield
+    finally:
+        _BUILTIN_SAMPLING.pop()
+
+
+def gather_crop_and_resize(image, boxes, box_indices, crop_h, crop_w):
+    """``tf.image.crop_and_resize`` (bilinear, extrapolation 0) from Gather and arithmetic.
+
+    Args:
+        image: float32 [B, H, W, C].
+        boxes: float32 [N, (y1, x1, y2, x2)] normalised by (H - 1, W - 1),
+            as ``crop_and_resize`` takes them.
+        box_indices: int32 [N].
+        crop_h, crop_w: ints, the samples per box along each axis.
+    Returns:
+        float32 [N, crop_h, crop_w, C]: the kernel's sample positions, corner
+        order and lerp formula, so it agrees with it to float rounding; a
+        sample outside ``[0, H - 1] x [0, W - 1]`` is 0.
+    """
+    height, width, channels = tf.shape(image)[1], tf.shape(image)[2], tf.shape(image)[3]
+
+    def axis(start, end, size, count):
+        """Sample positions along one axis -> (low, high int32 [N, count], frac, inside)."""
+        last = tf.cast(size - 1, tf.float32)
+        if count > 1:
+            scale = (end - start) * last / (count - 1)
+            pos = start[:, None] * last + tf.range(count, dtype=tf.float32)[None] * scale[:, None]
+        else:
+            pos = (0.5 * (start + end) * last)[:, None]
+        inside = (pos >= 0.0) & (pos <= last)
+        low = tf.floor(pos)
+        low_i = tf.clip_by_value(tf.cast(low, tf.int32), 0, size - 1)
+        # The kernel's ceil(pos); low + 1 instead has weight 0 when pos is whole.
+        return low_i, tf.minimum(low_i + 1, size - 1), pos - low, inside
+
+    top, bottom, y_frac, y_in = axis(boxes[:, 0], boxes[:, 2], height, crop_h)
+    left, right, x_frac, x_in = axis(boxes[:, 1], boxes[:, 3], width, crop_w)
+    flat = tf.reshape(image, [-1, channels])
+    rows = box_indices[:, None] * height
+
+    def corner(y, x):  # [N, crop_h, crop_w, C]
+        return tf.gather(flat, ((rows + y)[:, :, None]) * width + x[:, None, :])
+
+    x_frac = x_frac[:, None, :, None]
+    upper = corner(top, left) + (corner(top, right) - corner(top, left)) * x_frac
+    lower = corner(bottom, left) + (corner(bottom, right) - corner(bottom, left)) * x_frac
+    values = upper + (lower - upper) * y_frac[:, :, None, None]
+    inside = (y_in[:, :, None] & x_in[:, None, :])[..., None]
+    return tf.where(inside, values, tf.zeros_like(values))
 
 
 _CROP_FUNCTIONS = {}
@@ -169,14 +272,36 @@ def _no_memory_optimizer_config():
     return config.SerializeToString()
 
 
-def fpn_level(boxes_px, k0=4, canonical_size=224, min_level=2, max_level=5):
-    """FPN level of each RoI: ``floor(k0 + log2(sqrt(h * w) / canonical_size))``.
+def unaligned_boxes(boxes):
+    """Boxes for RoIAlign ``aligned=False`` (torchvision v1's, Detectron's original).
+
+    That variant samples the map at index ``y`` where this module's
+    convention samples at ``y - 0.5`` (the half-pixel offset of
+    ``shared/design/roialign.md``), and it stretches boxes to at least one
+    cell. Both amount to a box change, so the one RoIAlign serves both.
+
+    Args:
+        boxes: float32 [N, (y1, x1, y2, x2)] in the map's own pixels.
+    Returns:
+        float32 [N, 4]: shifted by +0.5 cell, each side at least 1 cell, to
+        pool with :func:`roi_align` as ``aligned=False`` would pool ``boxes``.
+    """
+    start = boxes[:, :2] + 0.5
+    size = tf.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)
+    return tf.concat([start, start + size], axis=1)
+
+
+def fpn_level(boxes_px, k0=4, canonical_size=224, min_level=2, max_level=5, eps=0.0):
+    """FPN level of each RoI: ``floor(k0 + log2(sqrt(h * w) / canonical_size) + eps)``.
 
     Args:
         boxes_px: float [..., (y1, x1, y2, x2)] in input-image pixels.
         k0: level of a box of the canonical size.
         canonical_size: 224, the ImageNet pre-training size.
         min_level, max_level: the clamp range (P2..P5).
+        eps: added before the floor (torchvision's LevelMapper: 1e-6, so a
+            box of exactly twice the canonical size is not put a level low
+            by rounding).
     Returns:
         int32 [...]; boxes of zero area go to ``min_level``.
     """
@@ -184,5 +309,5 @@ def fpn_level(boxes_px, k0=4, canonical_size=224, min_level=2, max_level=5):
     y1, x1, y2, x2 = tf.unstack(boxes_px, 4, axis=-1)
     size = tf.sqrt(tf.maximum(y2 - y1, 0.0) * tf.maximum(x2 - x1, 0.0))
     # log2 of 0 is -inf; a tiny floor maps empty boxes to the lowest level.
-    level = tf.floor(k0 + tf.math.log(tf.maximum(size, 1e-6) / canonical_size) / math.log(2.0))
+    level = tf.floor(k0 + tf.math.log(tf.maximum(size, 1e-6) / canonical_size) / math.log(2.0) + eps)
     return tf.cast(tf.clip_by_value(level, min_level, max_level), tf.int32)

@@ -17,23 +17,25 @@ class MaskRCNNTrainer(keras.Model):
     ``mrcnn_mask_loss``), next to Keras's total ``loss``.
     """
 
-    def __init__(self, *args, loss_weights=None, **kwargs):
+    def __init__(self, *args, loss_weights=None, mask_loss="sigmoid", **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_weights = dict(loss_weights or DEFAULT_LOSS_WEIGHTS)
+        self.mask_loss = mask_loss  # Config.MASK_LOSS: "sigmoid" or "softmax"
         self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
 
     def named_losses(self, x, y_pred):
         """The five unweighted losses (float32 scalars) by name."""
         return {
-            "rpn_class_loss": rpn_class_loss(x["input_rpn_match"], y_pred["rpn_class_logits"]),
-            "rpn_bbox_loss": rpn_bbox_loss(x["input_rpn_bbox"], x["input_rpn_match"], y_pred["rpn_bbox"]),
+            "rpn_class_loss": rpn_class_loss(y_pred["rpn_match"], y_pred["rpn_class_logits"]),
+            "rpn_bbox_loss": rpn_bbox_loss(y_pred["target_rpn_bbox"], y_pred["rpn_match"],
+                                           y_pred["rpn_bbox"]),
             "mrcnn_class_loss": mrcnn_class_loss(
                 y_pred["target_class_ids"], y_pred["mrcnn_class_logits"], y_pred["active_class_ids"]),
             "mrcnn_bbox_loss": mrcnn_bbox_loss(
                 y_pred["target_deltas"], y_pred["target_class_ids"], y_pred["mrcnn_bbox"]),
             "mrcnn_mask_loss": mrcnn_mask_loss(
                 y_pred["target_masks"], y_pred["target_class_ids"][:, :y_pred["target_masks"].shape[1]],
-                y_pred["mrcnn_mask_logits"]),
+                y_pred["mrcnn_mask_logits"], loss=self.mask_loss),
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -76,7 +78,7 @@ class MaskRCNNTrainer(keras.Model):
         return super()._maybe_symbolic_build(data_batch=data_batch)
 
     def get_config(self):
-        return {**super().get_config(), "loss_weights": self.loss_weights}
+        return {**super().get_config(), "loss_weights": self.loss_weights, "mask_loss": self.mask_loss}
 
 
 def _with_batch_axis_for_multi_worker(logs):

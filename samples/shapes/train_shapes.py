@@ -13,8 +13,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -25,6 +23,10 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="steps per epoch")
     parser.add_argument("--seed", type=int, default=0, help="seed for data and weights")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    parser.add_argument("--recipe", action="store_true",
+                        help="the detectron2-style recipe: one train() call with a linear warmup "
+                             "(--warmup iterations), x0.1 for the last 4 epochs, horizontal flips")
+    parser.add_argument("--warmup", type=int, default=100, help="--recipe: warmup iterations")
     return parser.parse_args(argv)
 
 
@@ -39,6 +41,9 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     config = ShapesConfig(STEPS_PER_EPOCH=args.steps)
+    if args.recipe:  # the same rates as the two calls below, in one schedule, plus a warmup
+        config = ShapesConfig(STEPS_PER_EPOCH=args.steps, WARMUP_ITERS=args.warmup,
+                              LR_STEPS=(max(1, args.epochs - 4) * args.steps,))
     train_set = ShapesDataset()
     train_set.load_shapes(args.train_images, 128, 128, seed=args.seed)
     train_set.prepare()
@@ -54,10 +59,15 @@ def main(argv=None):
     trainer = MaskRCNN("training", config, model_dir)
     start = time.time()
     # From scratch every layer trains; a pretrained backbone would start with "heads".
-    trainer.train(train_set, val_set, config.LEARNING_RATE, epochs=args.epochs - 4, layers="all",
-                  verbose=2, seed=args.seed)
-    trainer.train(train_set, val_set, config.LEARNING_RATE / 10, epochs=args.epochs, layers="all",
-                  verbose=2, seed=args.seed)
+    if args.recipe:
+        from mrcnn_tf.data.augment import HorizontalFlip
+        trainer.train(train_set, val_set, config.LEARNING_RATE, epochs=args.epochs, layers="all",
+                      verbose=2, seed=args.seed, augmentation=HorizontalFlip())
+    else:
+        trainer.train(train_set, val_set, config.LEARNING_RATE, epochs=args.epochs - 4, layers="all",
+                      verbose=2, seed=args.seed)
+        trainer.train(train_set, val_set, config.LEARNING_RATE / 10, epochs=args.epochs, layers="all",
+                      verbose=2, seed=args.seed)
     print(f"training took {time.time() - start:.0f} s")
 
     inference.load_weights(trainer.find_last())

@@ -294,3 +294,44 @@ def ref_crop_mask(mask, box, output_size, threshold=0.5):
     cells = ref_roi_align(np.asarray(mask, np.float64)[:, :, None], box, output_size,
                           sampling_ratio=1)
     return cells[:, :, 0] >= threshold
+
+
+def ref_rpn_anchor_labels(anchors, gt_class_ids, gt_boxes, positive_iou=0.7, negative_iou=0.3,
+                          crowd_iou=0.001):
+    """Faster R-CNN anchor labels before sampling (the numpy code the graph replaced).
+
+    Returns (labels int [A]: 1 positive, -1 negative, 0 neutral; matched int [A]: the
+    positive anchors' object index among the non-crowd boxes, -1 elsewhere; ambiguous
+    bool [A]: anchors whose label or match turns on an IoU within 1e-6 of a threshold,
+    of a box's best IoU or of another box's, where float32 and float64 may decide
+    differently).
+    """
+    anchors = np.asarray(anchors, np.float64)
+    gt_class_ids = np.asarray(gt_class_ids)
+    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    real = gt_class_ids != 0
+    crowd, objects = gt_boxes[real & (gt_class_ids < 0)], gt_boxes[real & (gt_class_ids > 0)]
+    labels = np.zeros(len(anchors), int)
+    matched = np.full(len(anchors), -1)
+    near_crowd = np.zeros(len(anchors), bool)
+    if len(crowd):
+        near_crowd = ref_box_iou(anchors, crowd).max(axis=1) >= crowd_iou
+    ambiguous = np.zeros(len(anchors), bool)
+    if not len(objects):
+        labels[~near_crowd] = -1
+        return labels, matched, ambiguous
+    overlaps = ref_box_iou(anchors, objects)
+    best = overlaps.max(axis=1)
+    labels[(best < negative_iou) & ~near_crowd] = -1
+    best_per_gt = overlaps.max(axis=0)
+    is_best = ((overlaps == best_per_gt[None]) & (best_per_gt[None] > 0)).any(axis=1)
+    positive = is_best | (best >= positive_iou)
+    labels[positive] = 1
+    matched[positive] = overlaps.argmax(axis=1)[positive]
+    near = 1e-6
+    ambiguous = ((np.abs(overlaps - best_per_gt[None]) < near) & ~(overlaps == best_per_gt[None])).any(1)
+    ambiguous |= (np.abs(best - positive_iou) < near) | (np.abs(best - negative_iou) < near)
+    if len(objects) > 1:  # two boxes (almost) tied for an anchor: either may be matched
+        top2 = np.sort(overlaps, axis=1)[:, -2:]
+        ambiguous |= positive & (top2[:, 1] - top2[:, 0] < near)
+    return labels, matched, ambiguous
