@@ -3,8 +3,10 @@
     python benchmarks/export_formats.py --out /tmp/formats [--repeats 20]
 
 The shapes model (presets.shapes, 128 px, untrained weights: latency and size do not depend
-on training). Prints one line per format: file size, median latency of one image, and the
-largest box difference against detect() on the same photos.
+on training). Prints one line per format: file size, median latency of one image, and its
+agreement on the same photos: against detect() (float32 LiteRT, ONNX) or against the float32
+LiteRT file (float16, dynamic_int8): the share of detections with the same class and box IoU
+>= 0.98, and the largest box difference.
 """
 
 import argparse
@@ -39,6 +41,26 @@ def median_ms(fn, images, repeats):
     return 1000 * float(np.median(times))
 
 
+def box_iou(a, b):
+    inter = (np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+             * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def agreement(outputs, reference):
+    """(share of reference detections matched slot by slot: same class, box IoU >= 0.98; max box diff)."""
+    same, total, diff = 0, 0, 0.0
+    for out, ref in zip(outputs, reference):
+        count = min(int(out["num_detections"][0]), len(ref["classes"]))
+        boxes, classes = out["detection_boxes"][0, :count], out["detection_classes"][0, :count]
+        ok = (classes == ref["classes"][:count]) & (box_iou(boxes, ref["boxes"][:count]) >= 0.98)
+        same, total = same + int(ok.sum()), total + len(ref["classes"])
+        if count:
+            diff = max(diff, float(np.abs(boxes - ref["boxes"][:count]).max()))
+    return same / max(total, 1), diff
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
@@ -54,12 +76,27 @@ def main():
     want = [model.detect([image])[0] for image in images]
     print(f"TF detect(): {median_ms(lambda im: model.detect([im]), images, args.repeats):.1f} ms/image")
 
+    from ai_edge_litert.interpreter import Interpreter
+
+    float32 = None
     for mode in args.tflite:
         quantize = None if mode == "none" else mode
         start = time.perf_counter()
         path = export_tflite(model, os.path.join(args.out, f"model_{mode}.tflite"), quantize=quantize)
-        print(f"TFLite {mode} ({time.perf_counter() - start:.0f} s to export): "
-              f"{os.path.getsize(path) / 1e6:.2f} MB", flush=True)
+        seconds = time.perf_counter() - start
+        runner = Interpreter(model_path=path, num_threads=1).get_signature_runner()
+        run = lambda im, runner=runner: runner(images=im[None])  # noqa: E731
+        outputs = [run(im) for im in images]
+        reference = float32 if quantize else [
+            {"boxes": w["boxes"], "classes": w["class_ids"]} for w in want]
+        same, diff = agreement(outputs, reference)
+        if not quantize:
+            float32 = [{"boxes": o["detection_boxes"][0, :int(o["num_detections"][0])],
+                        "classes": o["detection_classes"][0, :int(o["num_detections"][0])]} for o in outputs]
+        print(f"TFLite {mode} ({seconds:.0f} s to export): {os.path.getsize(path) / 1e6:.2f} MB, "
+              f"{median_ms(run, images, args.repeats):.1f} ms/image (1 thread), vs "
+              f"{'float32 LiteRT' if quantize else 'detect()'}: {same:.0%} same, max box diff {diff:.3f} px",
+              flush=True)
     if args.no_onnx:
         return
     import onnxruntime as ort

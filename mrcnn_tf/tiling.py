@@ -120,9 +120,11 @@ def _run_tiles(pipeline, image, tile_size, overlap, batch_size, paste_mode="box"
     parts = {key: [] for key in ("boxes", "class_ids", "scores", "tiles", "box_masks", "regions")}
     for start in range(0, len(tiles), batch_size):
         chunk = tiles[start:start + batch_size]
-        batch = np.stack([image[y:y + tile_h, x:x + tile_w] for y, x in chunk])
+        # The tiles go straight into one tensor: no numpy copy of the batch lives beside it.
+        batch = tf.stack([tf.constant(image[y:y + tile_h, x:x + tile_w]) for y, x in chunk])
         sizes = np.tile([[tile_h, tile_w]], [len(chunk), 1]).astype(np.int32)
-        out = pipeline.run_padded(tf.constant(batch), tf.constant(sizes))
+        out = pipeline.run_padded(batch, tf.constant(sizes))
+        del batch  # freed before the next batch is cut
         out = {k: v.numpy() for k, v in out.items()}
         boxes, box_masks, tile_boxes = [], [], []
         for b, (y, x) in enumerate(chunk):

@@ -1,7 +1,7 @@
 """mrcnn_tf.beam on the DirectRunner: 20 files (3 corrupt) -> records equal to detect(), a dead letter.
 
-Needs apache-beam, which pins protobuf < 7 (TensorFlow 2.21's venv has 7):
-CI runs this file in its own environment (see the README, "Batch inference").
+Needs apache-beam (the ``beam`` extra), installed in the project venv: it moves protobuf
+7 -> 6.33, which TensorFlow 2.21 accepts (see the README, "Batch inference").
 """
 
 import glob

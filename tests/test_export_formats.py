@@ -1,5 +1,5 @@
-"""export_onnx / export_tflite: argument checks, ONNX Runtime against detect() on real photos,
-the LiteRT file's signature.
+"""export_onnx / export_tflite: argument checks, the export-time tracing switches, ONNX Runtime
+and the builtin-only LiteRT file against detect() on real photos (one conversion per format).
 
 Needs the extras ``onnx`` (tf2onnx, onnx, onnxruntime) and ``tflite`` (ai-edge-litert).
 """
@@ -15,8 +15,10 @@ import tensorflow as tf
 from mrcnn_tf import Config, MaskRCNN, presets
 from mrcnn_tf.export import export_onnx, export_tflite
 from mrcnn_tf.export.tflite import input_size
-from mrcnn_tf.inference import OUTPUT_NAMES
+from mrcnn_tf.inference import OUTPUT_NAMES, InferencePipeline
 from mrcnn_tf.ops import roi_align
+from mrcnn_tf.ops.batching import unrolled_batch
+from mrcnn_tf.ops.masks import paste_masks
 from mrcnn_tf.ops.roi_align import builtin_sampling, gather_crop_and_resize
 from reference.numpy_ops import ref_roi_align
 
@@ -128,31 +130,86 @@ def test_onnx_runtime_matches_detect_on_photos(model, tmp_path):
     names = [o.name for o in session.get_outputs()]
     assert sorted(names) == sorted(OUTPUT_NAMES)
     compared = 0
-    for image in _photos():  # sizes differ: one file serves every input size
+    for image in _photos(2):  # sizes differ: one file serves every input size
         outputs = dict(zip(names, session.run(None, {"images": image[None]})))
         assert outputs["detection_masks"].shape[2:] == image.shape[:2]
         compared += assert_agrees_with_detect(outputs, model.detect([image])[0], min_score=0.0)
     assert compared > 0
 
 
-# ------------------------------------------------------------- LiteRT file
+# ------------------------------------------------------------- static-batch unrolling
+def _graph_op_types(concrete):
+    graph_def = concrete.graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_unrolled_batch_traces_the_same_pipeline_without_loops(model):
+    """ops.batching.unrolled_batch: the static batch looped in Python (molding, proposals,
+    detection) gives the detections of the map_fn/TensorArray path detect() runs, and no loop
+    op is left. Counts and classes are equal; values to float rounding (static shapes let TF's
+    graph optimiser fold constants differently: measured <= 8e-6 px)."""
+    pipeline = InferencePipeline(model.inference_model, model.config, include_box_masks=True,
+                                 include_masks=False)
+    photos = _photos(2, long_side=64)
+    sizes = np.array([p.shape[:2] for p in photos], np.int32)
+    images = np.zeros([2, *sizes.max(0), 3], np.uint8)
+    for i, photo in enumerate(photos):
+        images[i, :sizes[i, 0], :sizes[i, 1]] = photo
+    spec = [tf.TensorSpec(images.shape, tf.uint8), tf.TensorSpec([2, 2], tf.int32)]
+    with unrolled_batch():
+        unrolled = tf.function(pipeline.run, input_signature=spec).get_concrete_function()
+    looped = tf.function(pipeline.run, input_signature=spec).get_concrete_function()
+    is_loop = lambda op: "While" in op or "TensorList" in op or "TensorArray" in op  # noqa: E731
+    assert any(is_loop(op) for op in _graph_op_types(looped))  # the default path keeps its loops
+    loops = {op for op in _graph_op_types(unrolled) if is_loop(op)}
+    assert not loops
+    got, want = unrolled(images, sizes), pipeline.run_padded(images, sizes)
+    assert int(tf.reduce_sum(want["num_detections"])) > 0
+    for name in ("num_detections", "detection_classes", "image_sizes"):
+        np.testing.assert_array_equal(got[name].numpy(), want[name].numpy(), err_msg=name)
+    for name in ("detection_boxes", "detection_scores", "detection_box_masks"):
+        np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), rtol=1e-5, atol=1e-4, err_msg=name)
+
+
+# ------------------------------------------------------------- LiteRT file vs detect()
+TFLITE_HW = (48, 80)
+
+
+@pytest.fixture(scope="module")
+def tflite_path(model, tmp_path_factory):
+    """One float32 builtin-only conversion shared by the LiteRT tests."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    return export_tflite(model, tmp_path_factory.mktemp("tflite") / "tiny.tflite", image_size=TFLITE_HW)
+
+
 @pytest.mark.slow
-def test_tflite_file_has_the_serving_tensor_signature(model, tmp_path):
-    interpreter_module = pytest.importorskip("ai_edge_litert.interpreter")
-    path = export_tflite(model, tmp_path / "tiny.tflite", image_size=(48, 80))
+def test_tflite_is_builtin_only_and_matches_detect_on_photos(model, tflite_path):
+    from ai_edge_litert.interpreter import Interpreter
+
     # The weights are in the file as constants (float32: 4 bytes each), not empty resource variables.
-    assert os.path.getsize(path) >= 4 * model.keras_model.count_params()
-    interpreter = interpreter_module.Interpreter(model_path=path)
+    assert os.path.getsize(tflite_path) >= 4 * model.keras_model.count_params()
+    interpreter = Interpreter(model_path=tflite_path)
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], ops
+    assert {"NON_MAX_SUPPRESSION_V4", "GATHER", "CONV_2D"} <= ops
     signature = interpreter.get_signature_list()["serving_default"]
     assert signature["inputs"] == ["images"]
     assert sorted(signature["outputs"]) == sorted(OUTPUT_NAMES)
     runner = interpreter.get_signature_runner()
     detail = runner.get_input_details()["images"]
-    assert list(detail["shape"]) == [1, 48, 80, 3] and detail["dtype"] == np.uint8
-    image = tf.cast(tf.image.resize(_photos(1)[0], [48, 80]), tf.uint8).numpy()
-    try:
+    assert list(detail["shape"]) == [1, *TFLITE_HW, 3] and detail["dtype"] == np.uint8
+    compared = 0
+    for photo in _photos(2):
+        image = tf.cast(tf.image.resize(photo, TFLITE_HW), tf.uint8).numpy()
         outputs = runner(images=image[None])
-    except RuntimeError as error:  # the pip interpreters ship no Flex delegate (see the README)
-        assert "Flex delegate" in str(error)
-        pytest.skip("no Flex delegate in this LiteRT interpreter: agreement not checked here")
-    assert_agrees_with_detect(outputs, model.detect([image])[0], min_score=0.0)
+        box_masks = outputs["detection_masks"]
+        assert box_masks.shape == (1, model.config.DETECTION_MAX_INSTANCES, *model.config.MASK_SHAPE)
+        # Box-relative probabilities over detection_boxes: paste them as detect() does.
+        outputs["detection_masks"] = paste_masks(
+            box_masks[0], outputs["detection_boxes"][0], np.tile([TFLITE_HW], [len(box_masks[0]), 1]),
+            dtype=tf.uint8, mode=model.config.MASK_PASTE_MODE).numpy()[None]
+        compared += assert_agrees_with_detect(outputs, model.detect([image])[0], min_score=0.0)
+    assert compared > 0

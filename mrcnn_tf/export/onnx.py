@@ -20,6 +20,7 @@ import os
 import tensorflow as tf
 
 from mrcnn_tf.inference import InferencePipeline
+from mrcnn_tf.ops.batching import unrolled_batch
 from mrcnn_tf.ops.roi_align import builtin_sampling
 
 # tf2onnx 1.17 emits opsets 13..18 for this graph (Loop with sequences needs 13+).
@@ -62,7 +63,7 @@ def export_onnx(model, path, opset=17, include_box_masks=False):
 
     path = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with builtin_sampling():
+    with builtin_sampling(), unrolled_batch():
         tf2onnx.convert.from_function(tf.function(serve, input_signature=spec), input_signature=spec,
                                       opset=opset, output_path=path)
     return path
