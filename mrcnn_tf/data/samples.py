@@ -30,14 +30,7 @@ DATA_DEVICE = "/CPU:0"
 
 
 def extract_bboxes(masks):
-    """Tight boxes of instance masks (numpy in and out; ``ops.masks.mask_boxes``).
-
-    Args:
-        masks: bool [H, W, N].
-    Returns:
-        int32 [N, (y1, x1, y2, x2)] pixels of ``masks``, y2/x2 exclusive; an
-        empty mask's box is all zeros.
-    """
+    """``ops.masks.mask_boxes`` on numpy: bool [H, W, N] -> int32 [N, (y1, x1, y2, x2)]."""
     masks = np.asarray(masks, bool)
     if masks.ndim != 3:
         raise ValueError(f"masks must be [H, W, N], got shape {masks.shape}")
