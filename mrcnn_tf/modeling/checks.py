@@ -22,3 +22,10 @@ def check_std_dev(value, name):
     if len(value) != 4 or min(value) <= 0:
         raise ValueError(f"{name} must be 4 positive numbers, got {value!r}")
     return value
+
+
+def check_choice(value, choices, name):
+    """``value`` if it is one of ``choices``, or a ValueError naming ``name``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value

@@ -12,7 +12,7 @@ merged detections) all apply it.
 import keras
 import tensorflow as tf
 
-from mrcnn_tf.modeling.checks import check_fraction
+from mrcnn_tf.modeling.checks import check_choice, check_fraction
 from mrcnn_tf.ops.boxes import box_iou
 from mrcnn_tf.ops.masks import box_mask_iou
 from mrcnn_tf.ops.nms import cross_class_nms
@@ -22,8 +22,7 @@ CROSS_CLASS_NMS_ON = ("box", "mask")
 
 def check_overlap_kind(on):
     """``on`` if it is "box" or "mask", else a ValueError naming it."""
-    if on not in CROSS_CLASS_NMS_ON:
-        raise ValueError(f"DETECTION_CROSS_CLASS_NMS_ON must be one of {CROSS_CLASS_NMS_ON}, got {on!r}")
+    check_choice(on, CROSS_CLASS_NMS_ON, "DETECTION_CROSS_CLASS_NMS_ON")
     return on
 
 

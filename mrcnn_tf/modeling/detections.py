@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from mrcnn_tf.modeling.checks import check_fraction, check_positive_int, check_std_dev
+from mrcnn_tf.modeling.checks import check_choice, check_fraction, check_positive_int, check_std_dev
 from mrcnn_tf.ops.batching import map_images
 from mrcnn_tf.ops.boxes import box_area, clip_boxes, decode_boxes, nonzero_rows, pad_rows
 from mrcnn_tf.ops.nms import batched_nms
@@ -44,8 +44,7 @@ class DetectionLayer(keras.layers.Layer):
         self.min_confidence = check_fraction(min_confidence, "min_confidence")
         self.nms_threshold = check_fraction(nms_threshold, "nms_threshold")
         self.bbox_std_dev = check_std_dev(bbox_std_dev, "bbox_std_dev")
-        if mode not in DETECTION_MODES:
-            raise ValueError(f"mode must be one of {DETECTION_MODES}, got {mode!r}")
+        check_choice(mode, DETECTION_MODES, "mode")
         self.mode = mode
 
     def call(self, inputs):

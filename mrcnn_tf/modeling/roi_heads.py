@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from mrcnn_tf.modeling.checks import check_positive_int
+from mrcnn_tf.modeling.checks import check_choice, check_positive_int
 from mrcnn_tf.modeling.losses_common import safe_mean, smooth_l1
 from mrcnn_tf.ops.roi_align import check_aggregate, fpn_level, roi_align_unchecked, unaligned_boxes
 from mrcnn_tf.ops.roi_pool import roi_pool_unchecked, roi_warp_unchecked
@@ -50,8 +50,7 @@ class PyramidROIAlign(keras.layers.Layer):
         super().__init__(**kwargs)
         self.pool_size = check_positive_int(pool_size, "pool_size")
         self.sampling_ratio = check_positive_int(sampling_ratio, "sampling_ratio")
-        if method not in POOLING_METHODS:
-            raise ValueError(f"method must be one of {POOLING_METHODS}, got {method!r}")
+        check_choice(method, POOLING_METHODS, "method")
         self.method = method
         self.aggregate = check_aggregate(aggregate)
         self.k0 = int(k0)
@@ -271,8 +270,7 @@ def build_mask_head(num_classes, pool_size=14, channels=256, conv_channels=256, 
         pool_size, channels] -> mask logits [R, 2 * pool_size, 2 * pool_size,
         maps], maps = 1 if ``class_agnostic`` else K (no activation), compute dtype.
     """
-    if head not in MASK_HEADS:
-        raise ValueError(f"head must be one of {MASK_HEADS}, got {head!r}")
+    check_choice(head, MASK_HEADS, "head")
     maps = 1 if class_agnostic else num_classes
     side = 2 * pool_size
     pooled = keras.Input((pool_size, pool_size, channels), name="input_mask_head_features")
@@ -335,8 +333,7 @@ def mask_head_graph(mask_head, rois, image_shape, feature_maps, mask_loss="sigmo
         "softmax" the softmax across the K maps at each pixel; and the
         float32 logits.
     """
-    if mask_loss not in MASK_LOSSES:
-        raise ValueError(f"mask_loss must be one of {MASK_LOSSES}, got {mask_loss!r}")
+    check_choice(mask_loss, MASK_LOSSES, "mask_loss")
     x = PyramidROIAlign(_pool_side(mask_head), **pooling, name="roi_align_mask")(
         [rois, image_shape, *feature_maps])
     logits = mask_head(MergeRoiBatch(name="mrcnn_mask_merge_rois")(x))
@@ -409,8 +406,7 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_mask_logits, loss="sigm
     Returns:
         float32 scalar: mean over the positives' pixels; 0 without positives.
     """
-    if loss not in MASK_LOSSES:
-        raise ValueError(f"loss must be one of {MASK_LOSSES}, got {loss!r}")
+    check_choice(loss, MASK_LOSSES, "loss")
     agnostic = pred_mask_logits.shape[-1] == 1
     if agnostic and loss == "softmax":
         raise ValueError("the softmax mask loss needs one mask map per class, got 1 "

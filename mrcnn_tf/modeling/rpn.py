@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from mrcnn_tf.modeling.checks import check_fraction, check_positive_int, check_std_dev
+from mrcnn_tf.modeling.checks import check_choice, check_fraction, check_positive_int, check_std_dev
 from mrcnn_tf.ops.anchors import ANCHOR_MODES, generate_anchors_torchvision, generate_pyramid_anchors
 from mrcnn_tf.ops.batching import map_images
 from mrcnn_tf.ops.boxes import box_area, clip_boxes, decode_boxes, pad_rows
@@ -60,8 +60,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, hidden=256, obje
         rpn_probs [B, a, 2], rpn_bbox [B, a, (dy, dx, log(dh), log(dw))]],
         a = h * w * anchors_per_location in anchor order.
     """
-    if objectness not in RPN_OBJECTNESS:
-        raise ValueError(f"objectness must be one of {RPN_OBJECTNESS}, got {objectness!r}")
+    check_choice(objectness, RPN_OBJECTNESS, "objectness")
     check_positive_int(conv_layers, "conv_layers")
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
     shared = layers.Conv2D(hidden, 3, padding="same", activation="relu", strides=anchor_stride,
@@ -97,8 +96,7 @@ class PyramidAnchors(keras.layers.Layer):
         self.ratios = tuple(float(r) for r in ratios)
         self.feature_strides = tuple(int(s) for s in feature_strides)
         self.anchor_stride = check_positive_int(anchor_stride, "anchor_stride")
-        if mode not in ANCHOR_MODES:
-            raise ValueError(f"anchor mode must be one of {ANCHOR_MODES}, got {mode!r}")
+        check_choice(mode, ANCHOR_MODES, "anchor mode")
         if mode == "torchvision" and self.anchor_stride != 1:
             raise ValueError(f"torchvision anchors need anchor_stride 1, got {anchor_stride!r}")
         self.mode = mode
@@ -180,8 +178,7 @@ class ProposalLayer(keras.layers.Layer):
         self.nms_threshold = check_fraction(nms_threshold, "nms_threshold")
         self.pre_nms_limit = check_positive_int(pre_nms_limit, "pre_nms_limit")
         self.rpn_bbox_std_dev = check_std_dev(rpn_bbox_std_dev, "rpn_bbox_std_dev")
-        if mode not in PROPOSAL_MODES:
-            raise ValueError(f"mode must be one of {PROPOSAL_MODES}, got {mode!r}")
+        check_choice(mode, PROPOSAL_MODES, "mode")
         self.mode = mode
         self.min_size = float(min_size)
 
