@@ -224,18 +224,19 @@ class DataGenerator(keras.utils.PyDataset):
     def batch_image_ids(self, index):
         """The image ids of batch ``index`` of the current epoch (after replacing images
         already known to be unreadable, with skip_bad_images)."""
-        ids = self._scheduled_ids(index)
+        ids = self.scheduled_ids(index)
         if self.skipped_images and len(self.skipped_images) < len(self.image_ids):
             ids = [self._substitute(i) for i in ids]
         return ids
 
-    def _scheduled_ids(self, index):
-        """Batch ``index``'s ids in this epoch's order, before any replacement."""
+    def scheduled_ids(self, index):
+        """Batch ``index``'s ``batch_size`` ids in this epoch's order, before any replacement
+        of unreadable images (``to_tf_dataset`` reads these and replaces in its read)."""
         start = index * self.batch_size
         return [self._order[(start + i) % len(self._order)] for i in range(self.batch_size)]
 
     def __getitem__(self, index):
-        return self.build_batch(self._scheduled_ids(index), index)
+        return self.build_batch(self.scheduled_ids(index), index)
 
     def read(self, image_id, batch_index, slot, epoch=None):
         """Stage 1 (``samples.read_sample``) of slot ``slot`` of batch ``batch_index`` of

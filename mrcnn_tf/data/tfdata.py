@@ -54,7 +54,7 @@ def to_tf_dataset(dataset, config, shuffle=True, augmentation=None, seed=None,
         # GeneratorEpoch callback sets (train() resuming at epoch k reads epoch k's data).
         epoch = schedule.epoch
         for index in range(len(schedule)):
-            for slot, image_id in enumerate(schedule._scheduled_ids(index)):
+            for slot, image_id in enumerate(schedule.scheduled_ids(index)):
                 yield image_id, epoch, index, slot
         schedule.warn_skipped()
         schedule.set_epoch(epoch + 1)
