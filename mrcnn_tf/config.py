@@ -208,6 +208,7 @@ class Config:
     MASK_POOL_SIZE = 14  #: RoIAlign output side for the mask head.
     MASK_SHAPE = (28, 28)  #: (height, width) of the predicted masks: twice MASK_POOL_SIZE.
     ROI_POOLING = "align"  #: RoI feature extractor of both heads: 'align' (RoIAlign), 'pool' (Fast R-CNN's RoIPool, quantised, max) or 'warp' (MNC's RoIWarp: quantised box, bilinear); the paper's Table 2c.
+    ROI_FEATURE_LEVEL = None  #: None: each RoI pooled from its FPN level (P2..P5 by size); an int 2..5: every RoI from that one level, stride 2**level (the paper's Table 2d: one stride-32 feature).
     ROI_ALIGN_AGGREGATE = "avg"  #: 'avg' or 'max': how the sampling points of a bin combine ('align' and 'warp').
     ROI_ALIGN_ALIGNED = True  #: RoIAlign with the half-pixel offset (True) or torchvision's aligned=False (boxes 0.5 px off, at least 1 cell).
     ROI_LEVEL_MAPPER_EPS = 0.0  #: Added before the floor of the FPN level rule (torchvision: 1e-6).
@@ -328,6 +329,11 @@ class Config:
         self._validate_torchvision_options()
         _check_choice("ROI_POOLING", self.ROI_POOLING, POOLING_METHODS)
         _check_choice("ROI_ALIGN_AGGREGATE", self.ROI_ALIGN_AGGREGATE, AGGREGATES)
+        if self.ROI_FEATURE_LEVEL is not None and not (
+                _is_int(self.ROI_FEATURE_LEVEL) and 2 <= self.ROI_FEATURE_LEVEL <= 5):
+            # The heads pool from P2..P5.
+            raise ValueError(f"ROI_FEATURE_LEVEL must be None or one of the heads' pyramid levels "
+                             f"2, 3, 4, 5, got {self.ROI_FEATURE_LEVEL!r}")
         _check_choice("MASK_LOSS", self.MASK_LOSS, MASK_LOSSES)
         _check_choice("MASK_HEAD", self.MASK_HEAD, MASK_HEADS)
         if self.MASK_LOSS == "softmax" and self.MASK_CLASS_AGNOSTIC:

@@ -27,7 +27,7 @@ SETTINGS = {
     "pool_softmax": {"ROI_POOLING": "pool", "MASK_LOSS": "softmax"},
     "warp_max_agnostic_mlp": {"ROI_POOLING": "warp", "ROI_ALIGN_AGGREGATE": "max",
                               "ROI_ALIGN_SAMPLING_RATIO": 3, "MASK_CLASS_AGNOSTIC": True,
-                              "MASK_HEAD": "mlp"},
+                              "MASK_HEAD": "mlp", "ROI_FEATURE_LEVEL": 3},
 }
 
 
@@ -35,13 +35,15 @@ SETTINGS = {
 def test_defaults_are_the_papers_final_choices():
     config = TinyConfig()
     assert (config.ROI_POOLING, config.ROI_ALIGN_AGGREGATE, config.ROI_ALIGN_SAMPLING_RATIO,
-            config.MASK_LOSS, config.MASK_CLASS_AGNOSTIC, config.MASK_HEAD) == (
-        "align", "avg", 2, "sigmoid", False, "fcn")
+            config.MASK_LOSS, config.MASK_CLASS_AGNOSTIC, config.MASK_HEAD,
+            config.ROI_FEATURE_LEVEL) == ("align", "avg", 2, "sigmoid", False, "fcn", None)
 
 
 @pytest.mark.parametrize("name, value", [
     ("ROI_POOLING", "roialign"), ("ROI_ALIGN_AGGREGATE", "mean"), ("ROI_ALIGN_SAMPLING_RATIO", 0),
-    ("MASK_LOSS", "bce"), ("MASK_CLASS_AGNOSTIC", 1), ("MASK_HEAD", "conv")])
+    ("MASK_LOSS", "bce"), ("MASK_CLASS_AGNOSTIC", 1), ("MASK_HEAD", "conv"),
+    ("ROI_FEATURE_LEVEL", 6), ("ROI_FEATURE_LEVEL", 1), ("ROI_FEATURE_LEVEL", 4.0),
+    ("ROI_FEATURE_LEVEL", True)])
 def test_bad_values_name_the_attribute(name, value):
     with pytest.raises(ValueError, match=name):
         TinyConfig(**{name: value})
@@ -178,8 +180,9 @@ def test_switches_survive_keras_file_and_saved_model(setting, tmp_path):
     model.keras_model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
     pooler = reloaded.get_layer("roi_align_mask")
-    assert (pooler.method, pooler.aggregate, pooler.sampling_ratio) == (
-        config.ROI_POOLING, config.ROI_ALIGN_AGGREGATE, config.ROI_ALIGN_SAMPLING_RATIO)
+    assert (pooler.method, pooler.aggregate, pooler.sampling_ratio, pooler.fixed_level) == (
+        config.ROI_POOLING, config.ROI_ALIGN_AGGREGATE, config.ROI_ALIGN_SAMPLING_RATIO,
+        config.ROI_FEATURE_LEVEL)
     after = reloaded(inputs)
     for name in ("detections", "mrcnn_mask"):
         np.testing.assert_allclose(np.asarray(after[name]), np.asarray(before[name]), atol=1e-6)
@@ -208,5 +211,7 @@ def test_ablation_benchmark_smallest_setting(tmp_path):
     rows = json.loads(out.read_text())
     assert [r["row"] for r in rows][:5] == ["RoIPool, max", "RoIWarp, max", "RoIWarp, avg",
                                             "RoIAlign, max", "RoIAlign, avg (default)"]
-    assert len(rows) == 11 and all(0.0 <= r["AP"] <= 100.0 for r in rows)
-    assert "paper Table 2d" in run.stdout and "RoIPool, max" in run.stdout
+    assert len(rows) == 13 and all(0.0 <= r["AP"] <= 100.0 for r in rows)
+    assert [r["overrides"] for r in rows if r["section"] == "e"] == [
+        {"ROI_POOLING": "pool", "ROI_FEATURE_LEVEL": 4}, {"ROI_FEATURE_LEVEL": 4}]
+    assert "paper 2d" in run.stdout and "RoIPool, P4 only" in run.stdout

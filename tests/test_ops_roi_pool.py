@@ -209,3 +209,25 @@ def test_pyramid_layer_uses_the_extractor_per_level():
             want = (ref_roi_pool(maps[level - 2][0], box_level, 3) if method == "pool"
                     else ref_roi_warp(maps[level - 2][0], box_level, 3, 2, aggregate))
             np.testing.assert_allclose(pooled, want, atol=1e-5)
+
+
+def test_pyramid_layer_fixed_level_pools_every_box_from_that_map():
+    """ROI_FEATURE_LEVEL (Table 2d's single coarse feature): every box from P4 at stride 16,
+    whatever level its size would give; a level outside the given maps is an error."""
+    rng = np.random.default_rng(9)
+    maps = [rng.uniform(size=(1, 64 // s, 64 // s, 2)).astype(np.float32) for s in (4, 8, 16, 32)]
+    boxes_px = np.array([[3, 5, 20, 30], [0, 0, 64, 64], [10.3, 7.6, 13.2, 9.9]], np.float32)
+    image_shape = np.array([[64, 64, 3]], np.float32)
+    for method in ("align", "pool"):
+        layer = PyramidROIAlign(3, sampling_ratio=2, method=method, fixed_level=4)
+        got = layer([boxes_px[None] / 64.0, image_shape, *maps]).numpy()[0]
+        assert PyramidROIAlign.from_config(layer.get_config()).fixed_level == 4
+        for box, pooled in zip(boxes_px, got):
+            want = (ref_roi_pool(maps[2][0], box / 16, 3) if method == "pool"
+                    else ref_roi_align_aggregate(maps[2][0], box / 16, 3, 2))
+            np.testing.assert_allclose(pooled, want, atol=1e-5)
+    # The FPN rule puts these boxes on P2, where the result differs.
+    rule = PyramidROIAlign(3, sampling_ratio=2)([boxes_px[None] / 64.0, image_shape, *maps]).numpy()[0]
+    assert np.abs(rule - got).max() > 1e-3
+    with pytest.raises(ValueError, match="fixed_level 5 is not one of the given levels 2..4"):
+        PyramidROIAlign(3, fixed_level=5)([boxes_px[None] / 64.0, image_shape, *maps[:3]])

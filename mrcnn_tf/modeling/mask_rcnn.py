@@ -97,7 +97,7 @@ def _pooling(config):
     """PyramidROIAlign options of both heads (the RoI feature extractor)."""
     return {"method": config.ROI_POOLING, "aggregate": config.ROI_ALIGN_AGGREGATE,
             "sampling_ratio": config.ROI_ALIGN_SAMPLING_RATIO, "aligned": config.ROI_ALIGN_ALIGNED,
-            "level_eps": config.ROI_LEVEL_MAPPER_EPS}
+            "level_eps": config.ROI_LEVEL_MAPPER_EPS, "fixed_level": config.ROI_FEATURE_LEVEL}
 
 
 def _pyramid_and_rpn(input_image, config, submodels):

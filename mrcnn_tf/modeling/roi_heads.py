@@ -33,7 +33,9 @@ class PyramidROIAlign(keras.layers.Layer):
     ``sampling_ratio`` samples per bin combined by ``aggregate``), "warp"
     (RoIWarp: the same on the box snapped to the level's grid) or "pool"
     (RoIPool: snapped box and bins, max over cells; ignores
-    ``sampling_ratio`` and ``aggregate``).
+    ``sampling_ratio`` and ``aggregate``). ``fixed_level`` (an int) pools
+    every box from that one level instead of the FPN rule (the paper's
+    Table 2d: a single stride-32 feature).
 
     Inputs (a list):
         boxes: float [B, N, (y1, x1, y2, x2)] normalised to the molded image.
@@ -46,7 +48,8 @@ class PyramidROIAlign(keras.layers.Layer):
     """
 
     def __init__(self, pool_size, sampling_ratio=2, k0=4, canonical_size=224, min_level=2,
-                 method="align", aggregate="avg", aligned=True, level_eps=0.0, **kwargs):
+                 method="align", aggregate="avg", aligned=True, level_eps=0.0, fixed_level=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.pool_size = check_positive_int(pool_size, "pool_size")
         self.sampling_ratio = check_positive_int(sampling_ratio, "sampling_ratio")
@@ -60,12 +63,16 @@ class PyramidROIAlign(keras.layers.Layer):
         # its LevelMapper's 1e-6 (ops.roi_align.fpn_level).
         self.aligned = bool(aligned)
         self.level_eps = float(level_eps)
+        self.fixed_level = None if fixed_level is None else check_positive_int(fixed_level, "fixed_level")
 
     def call(self, inputs):
         boxes, image_shape, *feature_maps = inputs
         if not feature_maps:
             raise ValueError("PyramidROIAlign needs at least one feature map after boxes, image_shape")
         max_level = self.min_level + len(feature_maps) - 1
+        if self.fixed_level is not None and not self.min_level <= self.fixed_level <= max_level:
+            raise ValueError(f"PyramidROIAlign fixed_level {self.fixed_level} is not one of the "
+                             f"given levels {self.min_level}..{max_level}")
         # RoIAlign is not trained through its box coordinates (as in the paper);
         # their gradient would also cost more than the rest of the backward pass.
         boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))
@@ -75,8 +82,11 @@ class PyramidROIAlign(keras.layers.Layer):
         flat_boxes = tf.reshape(boxes, [-1, 4])
         flat_image_index = tf.repeat(tf.range(batch), num_boxes)
         boxes_px = flat_boxes * tf.concat([image_hw, image_hw], axis=0)
-        levels = fpn_level(boxes_px, self.k0, self.canonical_size, self.min_level, max_level,
-                           self.level_eps)
+        if self.fixed_level is None:
+            levels = fpn_level(boxes_px, self.k0, self.canonical_size, self.min_level, max_level,
+                               self.level_eps)
+        else:
+            levels = tf.fill(tf.shape(boxes_px)[:1], self.fixed_level)
 
         pooled, order = [], []
         for offset, feature_map in enumerate(feature_maps):
@@ -115,7 +125,7 @@ class PyramidROIAlign(keras.layers.Layer):
                 "sampling_ratio": self.sampling_ratio, "k0": self.k0,
                 "canonical_size": self.canonical_size, "min_level": self.min_level,
                 "method": self.method, "aggregate": self.aggregate, "aligned": self.aligned,
-                "level_eps": self.level_eps}
+                "level_eps": self.level_eps, "fixed_level": self.fixed_level}
 
 
 def _trailing_dims(tensor, start):
