@@ -22,8 +22,7 @@ CROSS_CLASS_NMS_ON = ("box", "mask")
 
 def check_overlap_kind(on):
     """``on`` if it is "box" or "mask", else a ValueError naming it."""
-    check_choice(on, CROSS_CLASS_NMS_ON, "DETECTION_CROSS_CLASS_NMS_ON")
-    return on
+    return check_choice(on, CROSS_CLASS_NMS_ON, "DETECTION_CROSS_CLASS_NMS_ON")
 
 
 def cross_class_keep(boxes, scores, class_ids, threshold, on="box", box_masks=None):
